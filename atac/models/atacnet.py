@@ -1,0 +1,164 @@
+"""ATAC-Net and its ladder relatives: backbone → (self-attention) → anomaly mapping → top-k score.
+
+References:
+- DevNet (Pang, Ding, Shen, van den Hengel, arXiv 2108.00462): anomaly mapping layer (1×1 conv to
+  a one-channel score map) and top-k multiple-instance scoring (mean of the top 10% |scores|).
+- SAGAN (Zhang, Goodfellow, Metaxas, Odena, ICML 2019): the self-attention convolution block σ
+  ("[8]" in the ATAC-Net supplement), output γ·attention + input, γ initialised at 0.
+- ATAC-Net supplement, Algorithm 1 (zoom pass, :mod:`atac.cropping`) and Algorithm 2 (training):
+  the attention map is the channel-wise mean of σ's output; the same network scores the crop; the
+  final score is the mean of the two scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import NORMALIZATIONS, RunConfig
+from ..cropping import attention_boxes, crop_and_resize
+from ..methods import Recipe, get_method
+from .backbones import build_backbone
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming) initialisation for the new layers (Algorithm 2, line 1)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Normalize(nn.Module):
+    """Channel-wise normalisation of [0, 1] images (supplement §2): (x - mean) / std."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> same
+        return (x - self.mean) / self.std
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention block on a feature map: y = γ · softmax(QᵀK) V + x.
+
+    Input and output (B, C, h, w); Q, K project to C // reduction channels.
+    """
+
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        inner = max(1, channels // reduction)
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)                   # (B, N, C')
+        k = self.key(x).flatten(2)                                     # (B, C', N)
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)                  # (B, N, N)
+        v = self.value(x).flatten(2)                                   # (B, C, N)
+        out = torch.bmm(v, attn.transpose(1, 2)).view(B, C, h, w)      # (B, C, h, w)
+        return x + self.gamma * out
+
+
+def topk_score(score_map: torch.Tensor, ratio: float = 0.1, absolute: bool = True) -> torch.Tensor:
+    """Top-k multiple-instance scoring (DevNet): mean of the k largest (|)scores(|) of each map.
+
+    Args:
+        score_map: (B, 1, h, w) or (B, h, w).
+        ratio: k = max(1, int(ratio * h * w)).
+        absolute: rank |scores| (DevNet) rather than signed scores.
+    Returns:
+        (B,) image scores — a batch of one gives shape (1,), never a 0-d tensor.
+    """
+    flat = score_map.flatten(1)                                        # (B, h*w)
+    if absolute:
+        flat = flat.abs()
+    k = max(1, int(ratio * flat.shape[1]))
+    return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+@dataclass
+class Output:
+    """What one forward pass gives (tensors on the model's device).
+
+    score: (B,) final image score (for classifier heads, a logit); score_full / score_zoom: (B,)
+    scores of the image and of its zoomed crop (score_zoom is None without zoom); score_map:
+    (B, 1, h, w) of the full image; attention: (B, h, w) channel-wise mean of σ's output (of the
+    backbone features when there is no σ); boxes: (B, 4) crop boxes ``(x0, y0, x1, y1)`` in
+    pixels, or None; zoom: bool (B,) or None.
+    """
+
+    score: torch.Tensor
+    score_full: torch.Tensor
+    score_zoom: torch.Tensor | None
+    score_map: torch.Tensor
+    attention: torch.Tensor
+    boxes: torch.Tensor | None = None
+    zoom: torch.Tensor | None = None
+
+
+class ATACNet(nn.Module):
+    """One network for every recipe of :mod:`atac.methods`.
+
+    Input: (B, 3, H, W) images in [0, 1] (normalised inside). ``recipe.attention`` adds σ,
+    ``recipe.zoom`` adds the second pass on the attention crop (Algorithm 1),
+    ``recipe.head == "classifier"`` adds a linear classification head on the pooled map.
+    """
+
+    def __init__(self, cfg: RunConfig, recipe: Recipe | None = None):
+        super().__init__()
+        self.recipe = recipe or get_method(cfg.method)
+        self.topk_ratio = cfg.topk_ratio
+        self.crop_threshold = cfg.crop_threshold
+        self.crop_full_fraction = cfg.crop_full_fraction
+        mean, std = NORMALIZATIONS[cfg.normalization]
+        self.normalize = Normalize(mean, std)
+        bb = build_backbone(cfg.backbone, cfg.weights)
+        self.weights_source = bb.weights_source
+        self.backbone = bb.features
+        self.attention = SelfAttention(bb.channels, cfg.attn_reduction) if self.recipe.attention else None
+        self.mapping = nn.Conv2d(bb.channels, 1, kernel_size=1)       # anomaly mapping layer τ
+        self.classifier = nn.Linear(1, 1) if self.recipe.head == "classifier" else None
+        for new in (self.attention, self.mapping, self.classifier):
+            if new is not None:
+                he_init(new)
+        if self.classifier is not None:
+            nn.init.ones_(self.classifier.weight)
+
+    def score_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pass: (score (B,), score map (B, 1, h, w), attention (B, h, w))."""
+        feats = self.backbone(self.normalize(x))                        # (B, C, h, w)
+        if self.attention is not None:
+            feats = self.attention(feats)
+        attn = feats.mean(dim=1)                                        # (B, h, w)
+        smap = self.mapping(feats)                                      # (B, 1, h, w)
+        if self.classifier is None:
+            score = topk_score(smap, self.topk_ratio)
+        else:
+            pooled = topk_score(smap, self.topk_ratio, absolute=False)
+            score = self.classifier(pooled[:, None])[:, 0]
+        return score, smap, attn
+
+    def forward(self, x: torch.Tensor) -> Output:
+        score, smap, attn = self.score_pass(x)
+        if not self.recipe.zoom:
+            return Output(score, score, None, smap, attn)
+        boxes, zoom = attention_boxes(attn.detach(), x.shape[-2:], self.crop_threshold,
+                                      self.crop_full_fraction)
+        crops = crop_and_resize(x, boxes, zoom)
+        score_zoom, _, _ = self.score_pass(crops)
+        return Output((score + score_zoom) / 2, score, score_zoom, smap, attn, boxes, zoom)
+
+
+def build_model(cfg: RunConfig) -> ATACNet:
+    """The network for ``cfg.method`` on ``cfg.backbone`` with ``cfg.weights`` (see ATACNet)."""
+    return ATACNet(cfg)

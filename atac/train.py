@@ -1,0 +1,303 @@
+"""Training (Algorithm 2 of the supplement) and one complete run: data → model → train → evaluate → record.
+
+Algorithm 2, as atac runs it (NOTES.md fills what the supplement leaves to the lineage):
+1. New layers get He initialisation; the backbone starts from its pretrained weights.
+2. Each step draws a balanced mini-batch: half the slots are training normals — each of which
+   becomes a CutMix pseudo-anomaly (labelled anomalous) with probability ``pseudo_prob`` — and half
+   are the M real anomalies, drawn with replacement.
+3. a1 = score(x); x_c = crop(x, attention(x)); a2 = score(x_c); a = (a1 + a2) / 2 (zoom recipes).
+4. The recipe's loss (deviation loss for ATAC-Net); Adam, StepLR, gradient clipping.
+A checkpoint is written atomically after every epoch; a run started again in the same output
+folder resumes from it (same config required) and reaches the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data.datasets import DatasetIndex, Sample, load_index
+from .data.preprocess import prepare
+from .data.pseudo import cutmix
+from .data.splits import Split, make_split
+from .evaluate import Predictions, image_metrics, pixel_auroc, predict
+from .losses import bce_loss, deviation_loss, weighted_ce_loss
+from .methods import get_method
+from .models import ATACNet, build_model
+from .results import git_commit, machine, package_versions, write_csv, write_json
+
+# config fields that may change between an interrupted run and its resumption
+RESUME_FREE = {"device", "eval_batch_size", "extra", "data_root"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise ``torch.device(name)``.
+
+    Raises:
+        ValueError: a CUDA device asked for where none exists.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config field 'device': {name} asked for, but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunData:
+    """The data of one run: index, split, and pre-processed ``uint8`` tensors."""
+
+    index: DatasetIndex
+    split: Split
+    train_normal: torch.Tensor      # (Nn, 3, S, S) uint8
+    train_anomalous: torch.Tensor   # (M, 3, S, S) uint8
+    test_images: torch.Tensor       # (Nt, 3, S, S) uint8
+    test_masks: torch.Tensor        # (Nt, 1, S, S) bool
+    test_has_mask: torch.Tensor     # (Nt,) bool
+    test_labels: torch.Tensor       # (Nt,) long
+    prep_seconds: float = 0.0
+
+
+def load_run_data(cfg: RunConfig, progress: bool = True) -> RunData:
+    """Find the dataset, draw the few-shot split, pre-process (cached) and select the tensors."""
+    t0 = time.perf_counter()
+    index = load_index(cfg.dataset, cfg.category, cfg.data_root, cfg.mt_test_normals, cfg.mt_split_seed)
+    split = make_split(index, cfg.shots, cfg.seed, cfg.setting, cfg.known_type)
+    everything: list[Sample] = index.train + index.test
+    prep = prepare(everything, cfg.image_size, cfg.clahe, cfg.clahe_clip, cfg.clahe_tile,
+                   cfg.mask_threshold, progress=progress)
+    pos = {p: i for i, p in enumerate(prep.paths)}
+
+    def sel(samples):
+        return torch.tensor([pos[s.path] for s in samples], dtype=torch.long)
+
+    t = sel(split.test)
+    return RunData(index, split, prep.images[sel(split.train_normal)], prep.images[sel(split.train_anomalous)],
+                   prep.images[t], prep.masks[t], prep.has_mask[t],
+                   torch.tensor([s.label for s in split.test]), time.perf_counter() - t0)
+
+
+class BalancedBatches:
+    """Balanced mini-batches (Algorithm 2, line 2), all randomness from one seeded generator.
+
+    ``normals`` and ``anomalies`` are ``uint8`` (N, 3, S, S) tensors on the training device.
+    ``next()`` gives (x float (B, 3, S, S) in [0, 1], y float (B,)).
+    """
+
+    def __init__(self, normals: torch.Tensor, anomalies: torch.Tensor, cfg: RunConfig,
+                 generator: torch.Generator):
+        self.normals, self.anomalies, self.cfg, self.gen = normals, anomalies, cfg, generator
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, gen = self.cfg, self.gen
+        n_norm = cfg.batch_size // 2
+        n_anom = cfg.batch_size - n_norm
+        i_n = torch.randint(0, len(self.normals), (n_norm,), generator=gen)
+        i_a = torch.randint(0, len(self.anomalies), (n_anom,), generator=gen)
+        dev = self.normals.device
+        xn = self.normals[i_n.to(dev)].float().div_(255)
+        xa = self.anomalies[i_a.to(dev)].float().div_(255)
+        yn = torch.zeros(n_norm)
+        if cfg.pseudo_anomaly and cfg.pseudo_prob > 0:
+            flip = torch.rand(n_norm, generator=gen) < cfg.pseudo_prob
+            for j in torch.nonzero(flip).flatten().tolist():
+                source = None
+                if cfg.patch_source == "other":
+                    k = int(torch.randint(0, len(self.normals), (), generator=gen))
+                    source = self.normals[k].float().div(255)
+                xn[j], box = cutmix(xn[j], gen, source, cfg.patch_area, cfg.patch_ratio, cfg.patch_jitter)
+                if box is not None:
+                    yn[j] = 1.0
+        y = torch.cat([yn, torch.ones(n_anom)]).to(dev)
+        return torch.cat([xn, xa]), y
+
+
+def make_loss(cfg: RunConfig, generator: torch.Generator) -> Callable:
+    """The recipe's loss as ``loss(scores (B,), labels (B,)) -> 0-d tensor``."""
+    recipe = get_method(cfg.method)
+    if recipe.loss == "deviation":
+        return lambda s, y: deviation_loss(s, y, cfg.dev_margin, cfg.dev_ref_size, generator)
+    if recipe.loss == "bce":
+        return bce_loss
+    if recipe.loss == "weighted_ce":
+        return lambda s, y: weighted_ce_loss(s, y, tuple(cfg.ce_weights))
+    raise ValueError(f"recipe {recipe.name}: unknown loss {recipe.loss}")
+
+
+def _comparable(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in RESUME_FREE}
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced: the record, the model, the test data and predictions."""
+
+    metrics: dict
+    model: ATACNet
+    data: RunData
+    predictions: Predictions
+    out_dir: Path | None
+    losses: list[float] = field(default_factory=list)
+
+
+def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
+        out_dir: Path | None = None, progress: bool = True) -> tuple[list[float], float]:
+    """Train ``model`` in place (Algorithm 2), resuming from ``out_dir/checkpoint.pt`` if present.
+
+    Returns:
+        (mean loss per epoch, training seconds summed over resumptions).
+    Raises:
+        ValueError: the folder's checkpoint was written by a different config.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ref_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    losses: list[float] = []
+    start_epoch, seconds = 0, 0.0
+    ckpt = out_dir / "checkpoint.pt" if out_dir else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if _comparable(state["config"]) != _comparable(cfg.to_dict()):
+            diff = sorted(k for k in _comparable(cfg.to_dict())
+                          if state["config"].get(k) != cfg.to_dict()[k])
+            raise ValueError(f"{ckpt} belongs to a run with a different config (fields: "
+                             f"{', '.join(diff)}); use another --out folder or delete the checkpoint")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        ref_gen.set_state(state["ref_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, losses, seconds = state["epoch"], state["losses"], state["seconds"]
+    model.to(device)
+    batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen)
+    loss_fn = make_loss(cfg, ref_gen)
+    total = cfg.epochs * cfg.steps_per_epoch
+    bar = tqdm(total=total, initial=start_epoch * cfg.steps_per_epoch, desc=f"train {cfg.method}",
+               unit="step", disable=not progress, leave=False)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        running = torch.zeros((), device=device)
+        for _ in range(cfg.steps_per_epoch):
+            x, y = batches.next()
+            out = model(x)
+            loss = loss_fn(out.score, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            running += loss.detach()
+            bar.update(1)
+        sched.step()
+        losses.append(float(running) / cfg.steps_per_epoch)  # one sync per epoch, for the log
+        seconds += time.perf_counter() - t0
+        bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        if ckpt is not None:
+            _atomic_torch_save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
+                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "generator": gen.get_state(), "ref_generator": ref_gen.get_state(),
+                                "torch_rng": torch.get_rng_state(), "losses": losses,
+                                "seconds": seconds}, ckpt)
+    bar.close()
+    return losses, seconds
+
+
+def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device) -> tuple[dict, Predictions]:
+    """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map."""
+    t0 = time.perf_counter()
+    preds = predict(model, data.test_images, device, cfg.eval_batch_size)
+    metrics = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
+    metrics["pixel_auroc"] = pixel_auroc(preds.attention, data.test_masks, data.test_has_mask,
+                                         data.test_labels)
+    if preds.zoom is not None:
+        lab = data.test_labels.bool()
+        metrics["zoom_rate_normal"] = float(preds.zoom[~lab].float().mean())
+        metrics["zoom_rate_anomalous"] = float(preds.zoom[lab].float().mean())
+    metrics["eval_seconds"] = time.perf_counter() - t0
+    return metrics, preds
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:
+    """One complete run: data, model, training (resumable), evaluation, and the record.
+
+    Writes (when ``out_dir`` is given, each file atomically): ``checkpoint.pt`` (per epoch),
+    ``model.pt`` (final weights + config), ``scores.csv`` (path,label,defect_type,score,...),
+    ``metrics.json`` (the record: metrics, config, split files, provenance).
+
+    Raises:
+        ValueError (and subclasses DatasetLayoutError, SplitError, ImageReadError, WeightsError):
+            bad config, data or weights; the message names the field or file.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    data = load_run_data(cfg, progress)
+    seed_everything(cfg.seed)
+    model = build_model(cfg)
+    losses, train_seconds = fit(model, data, cfg, device, out, progress)
+    metrics, preds = evaluate_run(model, data, cfg, device)
+    split = data.split
+    record = {
+        "method": cfg.method, "backbone": cfg.backbone, "weights_source": model.weights_source,
+        "dataset": cfg.dataset, "category": data.index.category, "setting": cfg.setting,
+        "known_type": cfg.known_type, "shots": cfg.shots, "seed": cfg.seed,
+        "image_auroc": metrics["image_auroc"], "image_auprc": metrics["image_auprc"],
+        "pixel_auroc": metrics["pixel_auroc"],
+        "zoom_rate_normal": metrics.get("zoom_rate_normal"),
+        "zoom_rate_anomalous": metrics.get("zoom_rate_anomalous"),
+        "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
+        "n_test_normal": int((data.test_labels == 0).sum()),
+        "n_test_anomalous": int((data.test_labels == 1).sum()),
+        "train_seconds": round(train_seconds, 2), "prep_seconds": round(data.prep_seconds, 2),
+        "eval_seconds": round(metrics["eval_seconds"], 2),
+        "epoch_losses": [round(v, 5) for v in losses],
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(), "packages": package_versions(), "machine": machine(),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data_folder": str(data.index.root),
+        "config": cfg.to_dict(),
+        "split": split.record(),
+    }
+    if out is not None:
+        write_csv(out / "scores.csv", ["path", "label", "defect_type", "score", "score_full", "score_zoom",
+                                       "zoomed"],
+                  [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
+                    f"{float(preds.score_full[i]):.6g}",
+                    "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
+                    "" if preds.zoom is None else int(preds.zoom[i]))
+                   for i, s in enumerate(split.test)])
+        _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
+                            "weights_source": model.weights_source}, out / "model.pt")
+        write_json(out / "metrics.json", record)
+        ckpt = out / "checkpoint.pt"
+        if ckpt.is_file():
+            ckpt.unlink()  # training is complete; model.pt holds the final weights
+    return RunResult(record, model, data, preds, out, losses)

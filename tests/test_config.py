@@ -1,0 +1,57 @@
+import pytest
+
+from atac.cli import build_parser, config_from_args
+from atac.config import RunConfig, preset
+
+
+def test_defaults_are_the_papers_budget():
+    cfg = RunConfig()
+    assert (cfg.epochs, cfg.steps_per_epoch, cfg.batch_size, cfg.lr, cfg.weight_decay) == (30, 20, 48, 2e-4, 1e-5)
+    assert cfg.backbone == "resnet50" and cfg.method == "atac" and cfg.normalization == "paper"
+    assert preset("paper").to_dict() == RunConfig(preset="paper").to_dict()
+
+
+def test_presets_and_unknown_preset():
+    assert preset("cpu").batch_size < RunConfig().batch_size
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("fast")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dataset", "imagenet", "dataset"), ("shots", 0, "shots"), ("crop_threshold", 0.0, "crop_threshold"),
+    ("batch_size", 1, "batch_size"), ("normalization", "clip", "normalization"),
+    ("setting", "easy", "setting"), ("patch_source", "x", "patch_source"),
+])
+def test_validate_names_the_field(field, value, match):
+    cfg = RunConfig(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        cfg.validate()
+
+
+def test_hard_setting_needs_known_type():
+    with pytest.raises(ValueError, match="known_type"):
+        RunConfig(setting="hard").validate()
+
+
+def test_yaml_roundtrip_and_unknown_keys(tmp_path):
+    cfg = RunConfig(shots=1, patch_area=(0.05, 0.1), category="grid")
+    cfg.save(tmp_path / "c.yaml")
+    back = RunConfig.load(tmp_path / "c.yaml")
+    assert back == cfg and isinstance(back.patch_area, tuple)
+    (tmp_path / "bad.yaml").write_text("shots: 3\nshotz: 4\n")
+    with pytest.raises(ValueError, match="shotz"):
+        RunConfig.load(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="mapping"):
+        RunConfig.load(tmp_path / "list.yaml")
+
+
+def test_flags_win_over_file_and_file_over_preset(tmp_path):
+    (tmp_path / "c.yaml").write_text("preset: cpu\nshots: 3\nseed: 7\nimage-size: 96\n")
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"), "--seed", "2"])
+    cfg = config_from_args(args)
+    assert cfg.preset == "cpu" and cfg.epochs == preset("cpu").epochs
+    assert cfg.shots == 3 and cfg.seed == 2 and cfg.image_size == 96
+    args = build_parser().parse_args(["train", "--clahe", "false", "--patch-area", "0.1", "0.2"])
+    cfg = config_from_args(args)
+    assert cfg.clahe is False and cfg.patch_area == (0.1, 0.2) and cfg.preset == "paper"

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from atac.data.datasets import Sample
+from atac.data.images import ImageReadError
+from atac.data.preprocess import apply_clahe, prepare, resize_image
+
+
+def _low_contrast(rgb: bool):
+    rng = np.random.default_rng(0)
+    g = (100 + rng.integers(0, 20, (64, 64))).astype(np.uint8)
+    if not rgb:
+        return g
+    return np.stack([g, (g * 0.5).astype(np.uint8), (g * 0.8).astype(np.uint8)], 2)
+
+
+def test_clahe_gray_stretches_contrast_and_stays_gray():
+    g = _low_contrast(False)
+    out = apply_clahe(g)
+    assert out.shape == g.shape and out.std() > 2 * g.std()
+    g3 = np.repeat(g[..., None], 3, 2)
+    out3 = apply_clahe(g3)
+    assert (out3[..., 0] == out).all() and (out3[..., 0] == out3[..., 2]).all()
+
+
+def test_clahe_colour_works_on_lightness_only():
+    img = _low_contrast(True)
+    out = apply_clahe(img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert out.astype(float).std() > img.astype(float).std()
+    # channel order of brightness is kept (it equalises L, not each channel)
+    means = out.reshape(-1, 3).mean(0)
+    assert means[0] > means[2] > means[1]
+    with pytest.raises(ValueError, match="uint8"):
+        apply_clahe(img.astype(np.float32))
+
+
+def test_resize_is_bicubic_to_square():
+    img = np.zeros((30, 50, 3), np.uint8)
+    img[:, 25:] = 255
+    out = resize_image(img, 16)
+    assert out.shape == (16, 16, 3)
+    assert ((out > 0) & (out < 255)).any()  # interpolated, not nearest
+
+
+def _samples(tmp_path, n=3):
+    out = []
+    for i in range(n):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((20, 20), 40 * i, np.uint8)).save(p)
+        out.append(Sample(str(p), p.name, 0, "good"))
+    return out
+
+
+def test_prepare_caches_and_keys_on_settings(tmp_path):
+    samples = _samples(tmp_path)
+    a = prepare(samples, 32, progress=False)
+    assert a.images.shape == (3, 3, 32, 32) and a.images.dtype == torch.uint8
+    assert not a.has_mask.any()
+    cached = list((tmp_path.parent).glob("**/prep/*.pt"))
+    assert cached, "a cache file is written"
+    b = prepare(samples, 32, progress=False)
+    assert torch.equal(a.images, b.images)
+    c = prepare(samples, 16, progress=False)
+    assert c.images.shape[-1] == 16
+
+
+def test_prepare_names_a_corrupt_file_and_caches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATAC_CACHE", str(tmp_path / "cache"))
+    samples = _samples(tmp_path)
+    (tmp_path / "1.png").write_bytes(b"garbage")
+    with pytest.raises(ImageReadError, match="1.png"):
+        prepare(samples, 32, progress=False)
+    assert not list((tmp_path / "cache").glob("prep/*.pt"))

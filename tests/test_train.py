@@ -1,0 +1,124 @@
+"""End-to-end CPU runs on the synthetic data (weights none, tiny budget)."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+import atac.train as train_mod
+from atac.cli import main
+from atac.config import RunConfig, preset
+from atac.train import BalancedBatches, run
+
+REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",
+            "image_auroc", "image_auprc", "pixel_auroc", "n_train_normal", "n_train_anomalous",
+            "n_test_normal", "n_test_anomalous", "train_seconds", "device", "git_commit", "config"]
+
+
+def _cfg(synth_root, **kw) -> RunConfig:
+    cfg = preset("smoke")
+    cfg.data_root = str(synth_root)
+    cfg.category = "weave"
+    cfg.backbone = "mobilenet_v2"
+    cfg.weights = "none"
+    cfg.shots = 2
+    cfg.epochs = 2
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.slow
+def test_end_to_end_run_writes_the_record(synth_root, tmp_path):
+    res = run(_cfg(synth_root), tmp_path / "r", progress=False)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for k in REQUIRED:
+        assert k in m, k
+    assert 0.0 <= m["image_auroc"] <= 1.0 and m["pixel_auroc"] is not None
+    assert m["n_train_anomalous"] == 2 and m["n_train_normal"] == 16
+    assert m["weights_source"].startswith("none")
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
+    assert len(rows) == m["n_test_normal"] + m["n_test_anomalous"]
+    assert set(rows[0]) >= {"path", "label", "defect_type", "score"}
+    assert not set(m["split"]["test"]) & set(m["split"]["train_anomalous"])
+    assert (tmp_path / "r" / "model.pt").is_file() and not (tmp_path / "r" / "checkpoint.pt").exists()
+    assert len(m["epoch_losses"]) == 2
+    assert res.predictions.attention.shape[0] == len(rows)
+
+
+@pytest.mark.slow
+def test_same_seed_same_scores_and_resume_after_interruption(synth_root, tmp_path, monkeypatch):
+    a = run(_cfg(synth_root), tmp_path / "a", progress=False)
+    b = run(_cfg(synth_root), None, progress=False)
+    assert torch.equal(a.predictions.scores, b.predictions.scores)
+
+    calls = {"n": 0}
+    real_save = train_mod._atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        calls["n"] += 1
+        if path.name == "checkpoint.pt" and calls["n"] == 1:
+            raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
+
+    monkeypatch.setattr(train_mod, "_atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(synth_root), tmp_path / "c", progress=False)
+    assert (tmp_path / "c" / "checkpoint.pt").is_file() and not (tmp_path / "c" / "metrics.json").exists()
+    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    c = run(_cfg(synth_root), tmp_path / "c", progress=False)
+    assert torch.allclose(a.predictions.scores, c.predictions.scores, atol=1e-5)
+    assert c.metrics["epoch_losses"] == a.metrics["epoch_losses"]
+
+
+def test_resume_refuses_a_different_config(synth_root, tmp_path, monkeypatch):
+    def die(obj, path):
+        torch.save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(synth_root, epochs=1), tmp_path / "d", progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="different config.*lr"):
+        run(_cfg(synth_root, epochs=1, lr=1e-3), tmp_path / "d", progress=False)
+
+
+def test_balanced_batches_and_pseudo_anomaly_labels():
+    cfg = RunConfig(batch_size=8, pseudo_prob=1.0, image_size=32)
+    normals = torch.full((5, 3, 32, 32), 100, dtype=torch.uint8)
+    normals[:, :, ::2] = 200  # texture, so a pasted, jittered patch changes pixels
+    anomalies = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
+    x, y = BalancedBatches(normals, anomalies, cfg, torch.Generator().manual_seed(0)).next()
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert y[4:].tolist() == [1.0] * 4  # the real anomalies
+    assert y[:4].sum() >= 1  # pseudo-anomalies (p = 1, unless a patch had zero area)
+    cfg.pseudo_prob = 0.0
+    _, y = BalancedBatches(normals, anomalies, cfg, torch.Generator().manual_seed(0)).next()
+    assert y.tolist() == [0.0] * 4 + [1.0] * 4
+
+
+@pytest.mark.slow
+def test_cli_train_and_evaluate(synth_root, tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--category", "grid",
+               "--backbone", "resnet18", "--weights", "none", "--shots", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "image AUROC" in capsys.readouterr().out
+    rc = main(["evaluate", str(out / "model.pt"), "--out", str(tmp_path / "ev"), "--quiet"])
+    assert rc == 0
+    first = json.loads((out / "metrics.json").read_text())["image_auroc"]
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())["image_auroc"]
+    assert again == pytest.approx(first, abs=1e-6)
+
+
+def test_cli_errors_are_clear(synth_root, tmp_path, capsys):
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--shots", "500",
+               "--weights", "none", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "shots=500" in capsys.readouterr().err
+    rc = main(["train", "--dataset", "mvtec_ad", "--data-root", str(tmp_path), "--category", "carpet",
+               "--weights", "none", "--out", str(tmp_path / "y")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+    rc = main(["train", "--setting", "hard", "--weights", "none"])
+    assert rc == 2 and "known_type" in capsys.readouterr().err
