@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import RunConfig
 from .data.datasets import DatasetIndex, Sample, load_index

@@ -59,7 +59,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["ARCHIVES", "Archive", "DownloadError", "download", "extract", "fetch"]
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..paths import cache_dir
 from .datasets import Sample

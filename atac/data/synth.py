@@ -658,7 +658,7 @@ def make_synthetic(root: str | os.PathLike, categories: Sequence[str] | None = N
     if not todo:
         return out
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     total = sum(n_train + n_test_good + n_test_per_type * len(CATEGORIES[c]) for c, _ in todo)
     with tqdm(total=total, disable=not progress, desc="synthetic data", unit="img") as bar:

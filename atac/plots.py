@@ -1,0 +1,276 @@
+"""Figures the book uses: image grids, attention maps and zoomed crops, ROC curves, score histograms, loss curves.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
+figure state, no ``plt.show``), so it works under any backend: a notebook displays the returned
+figure, a script calls ``fig.savefig(path)``. Nothing here computes a metric or a crop of its own:
+the crop is :func:`atac.cropping.crop_and_resize` (Algorithm 1 of the supplement), the upsampling
+of attention maps is :func:`atac.evaluate.upsample_maps`, and the ROC curve is scikit-learn's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from .cropping import crop_and_resize
+from .evaluate import upsample_maps
+
+NORMAL_COLOR = "tab:blue"
+ANOMALY_COLOR = "tab:red"
+BOX_COLOR = "cyan"
+MASK_COLOR = "lime"
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _labels(labels, n: int) -> np.ndarray:
+    y = _np(labels).astype(int).ravel()
+    if y.shape != (n,):
+        raise ValueError(f"expected {n} labels, got {y.size}")
+    return y
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    """(3, S, S) uint8 tensor -> (S, S, 3) uint8 array for ``imshow``."""
+    return img.permute(1, 2, 0).cpu().numpy()
+
+
+def image_grid(images, titles: Sequence[str] | None = None, labels=None, ncols: int = 8,
+               size: float = 1.6) -> Figure:
+    """A plain grid of images (e.g. training normals, the M known anomalies, one training batch).
+
+    Args:
+        images: (N, 3, S, S) uint8, or float in [0, 1] (converted to uint8 for display).
+        titles: N strings shown above the images, or None.
+        labels: (N,) 0/1, or None; colours the titles (blue normal, red anomalous).
+        ncols: images per row.
+        size: inches per image.
+    Returns:
+        A Figure of ceil(N / ncols) rows; unused axes are hidden.
+    Raises:
+        ValueError: N is 0 or images are not (N, 3, S, S).
+    """
+    imgs = torch.as_tensor(_np(images))
+    if imgs.ndim != 4 or imgs.shape[1] != 3 or len(imgs) == 0:
+        raise ValueError(f"images must be (N>0, 3, S, S), got {tuple(imgs.shape)}")
+    if imgs.is_floating_point():
+        imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+    n = len(imgs)
+    y = _labels(labels, n) if labels is not None else None
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"expected {n} titles, got {len(titles)}")
+    cols = max(1, min(ncols, n))
+    rows = -(-n // cols)
+    fig = Figure(figsize=(size * cols, size * rows + (0.25 * rows if titles is not None else 0)),
+                 layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        ax.imshow(_hwc(imgs[k]))
+        if titles is not None:
+            ax.set_title(str(titles[k]), fontsize=8,
+                         color="black" if y is None else (ANOMALY_COLOR if y[k] else NORMAL_COLOR))
+    return fig
+
+
+def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[str] | None = None,
+                   masks=None, zoom=None) -> Figure:
+    """Per image: the input, its attention map with the crop box, and the zoomed crop.
+
+    One column per image, three rows:
+
+    1. the input image (with the ground-truth mask contour when ``masks`` is given);
+    2. the attention map, bilinearly upsampled to the image size and divided by its maximum (the
+       normalisation of Algorithm 1, so the colour scale 0..1 is the scale the crop threshold w is
+       applied on), overlaid on the image, with the crop box drawn (and the mask contour);
+    3. the zoomed view: the image cropped to the box and resized back to S×S with
+       :func:`atac.cropping.crop_and_resize` — the input of the network's second pass. Where
+       ``zoom`` says False (or there are no boxes) the image itself is shown, marked "no zoom".
+
+    Args:
+        images: uint8 (N, 3, S, S) tensor or array (grayscale images replicated to 3 channels).
+        attention: (N, h, w) attention maps (any real values; e.g. ``Predictions.attention``).
+        boxes: (N, 4) crop boxes ``(x0, y0, x1, y1)`` in pixel edges (``Predictions.boxes``), or
+            None (no zoom pass: row 3 repeats the input).
+        labels: (N,) 0 normal / 1 anomalous, or None; shown in the column titles and as the
+            title colour (blue normal, red anomalous).
+        titles: N strings (e.g. defect types or file names), or None.
+        masks: bool (N, 1, S, S) or (N, S, S) ground-truth masks, or None; drawn as contours.
+        zoom: bool (N,) (``Predictions.zoom``), or None: then every box is treated as a crop.
+    Returns:
+        A Figure of 3 rows × N columns.
+    Raises:
+        ValueError: N is 0, or the arguments disagree on N, or images are not (N, 3, S, S).
+    """
+    imgs = torch.as_tensor(_np(images))
+    if imgs.ndim != 4 or imgs.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, S, S), got {tuple(imgs.shape)}")
+    n, _, S, W = imgs.shape
+    if n == 0:
+        raise ValueError("attention_grid needs at least one image")
+    attn = torch.as_tensor(_np(attention)).float()
+    if attn.ndim != 3 or attn.shape[0] != n:
+        raise ValueError(f"attention must be (N={n}, h, w), got {tuple(attn.shape)}")
+    if S != W:
+        raise ValueError(f"images must be square, got {S}x{W}")
+    y = _labels(labels, n) if labels is not None else None
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"expected {n} titles, got {len(titles)}")
+    m = None
+    if masks is not None:
+        m = _np(masks).astype(bool).reshape(n, S, S)
+
+    # attention as Algorithm 1 sees it: upsampled, divided by its maximum (kept in [0, 1] for display)
+    up = upsample_maps(attn, S)                                          # (N, S, S)
+    peak = up.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
+    up = (up / peak).clamp(0, 1).numpy()
+
+    if boxes is not None:
+        b = torch.as_tensor(_np(boxes)).float()
+        if b.shape != (n, 4):
+            raise ValueError(f"boxes must be (N={n}, 4), got {tuple(b.shape)}")
+        z = torch.ones(n, dtype=torch.bool) if zoom is None else torch.as_tensor(_np(zoom)).bool()
+        crops = crop_and_resize(imgs, b, z)                              # (N, 3, S, S) uint8
+    else:
+        b, z, crops = None, torch.zeros(n, dtype=torch.bool), imgs
+
+    fig = Figure(figsize=(2.1 * n, 6.6), layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False)
+    im = None
+    for i in range(n):
+        top, mid, bot = axes[0, i], axes[1, i], axes[2, i]
+        rgb = _hwc(imgs[i])
+        top.imshow(rgb)
+        mid.imshow(rgb)
+        im = mid.imshow(up[i], cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+        if m is not None and m[i].any():
+            for ax in (top, mid):
+                ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
+        if b is not None and bool(z[i]):
+            x0, y0, x1, y1 = (float(v) for v in b[i])
+            mid.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                    edgecolor=BOX_COLOR, linewidth=1.5))
+        bot.imshow(_hwc(crops[i]))
+        if not bool(z[i]):
+            bot.text(0.5, 0.04, "no zoom", transform=bot.transAxes, ha="center", va="bottom",
+                     fontsize=8, color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+        parts = []
+        if y is not None:
+            parts.append("anomalous" if y[i] else "normal")
+        if titles is not None:
+            parts.append(str(titles[i]))
+        top.set_title("\n".join(parts), fontsize=8,
+                      color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        for ax in (top, mid, bot):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input", fontsize=9)
+    axes[1, 0].set_ylabel("attention + crop box", fontsize=9)
+    axes[2, 0].set_ylabel("zoomed view", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="A / max A")
+    return fig
+
+
+def roc_curve_figure(labels, scores, label: str = "score") -> Figure:
+    """ROC curve(s) of image scores, with the AUROC in the legend.
+
+    Args:
+        labels: (N,) 0 normal / 1 anomalous.
+        scores: (N,) scores (higher = more anomalous), or a mapping ``{name: (N,) scores}`` to draw
+            several curves on one set of axes (e.g. full view, zoomed view, their mean).
+        label: legend name when ``scores`` is a single array.
+    Returns:
+        A Figure with one axes: false-positive rate (x) against true-positive rate (y), and the
+        chance diagonal. Curves from :func:`sklearn.metrics.roc_curve`.
+    Raises:
+        ValueError: the labels hold one class only (the ROC curve is undefined), or lengths differ.
+    """
+    curves = dict(scores) if isinstance(scores, Mapping) else {label: scores}
+    fig = Figure(figsize=(4.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    styles = ["-", "--", ":", "-."]  # overlapping curves (equal rankings) stay visible
+    for j, (name, s) in enumerate(curves.items()):
+        s = _np(s).astype(np.float64).ravel()
+        y = _labels(labels, s.size)
+        if len(np.unique(y)) < 2:
+            raise ValueError("ROC curve is undefined: the labels hold one class only")
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, lw=2.2 - 0.3 * (j % 4), ls=styles[j % 4],
+                label=f"{name} (AUROC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def score_histogram(labels, scores, bins: int = 20, title: str | None = None) -> Figure:
+    """Histograms of the image scores of normal and anomalous test images, on shared bins.
+
+    Args:
+        labels: (N,) 0 normal / 1 anomalous; scores: (N,) image scores.
+        bins: number of bins spanning the range of all scores.
+        title: optional axes title.
+    Returns:
+        A Figure with one axes: counts per score bin, normal (blue) and anomalous (red) overlaid.
+    """
+    s = _np(scores).astype(np.float64).ravel()
+    y = _labels(labels, s.size)
+    edges = np.histogram_bin_edges(s, bins=bins)
+    fig = Figure(figsize=(5.0, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for cls, name, color in ((0, "normal", NORMAL_COLOR), (1, "anomalous", ANOMALY_COLOR)):
+        part = s[y == cls]
+        if part.size:
+            ax.hist(part, bins=edges, alpha=0.55, color=color, label=f"{name} (n={part.size})")
+    ax.set_xlabel("image score")
+    ax.set_ylabel("test images")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def loss_curve(epoch_losses: Sequence[float], title: str | None = None) -> Figure:
+    """Mean training loss per epoch (``RunResult.losses`` / ``metrics["epoch_losses"]``).
+
+    Args:
+        epoch_losses: one value per epoch (epochs numbered from 1).
+        title: optional axes title.
+    Returns:
+        A Figure with one axes: epoch (x) against mean loss (y).
+    Raises:
+        ValueError: no epochs.
+    """
+    v = np.asarray(list(epoch_losses), dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("loss_curve needs at least one epoch")
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = fig.subplots()
+    ep = np.arange(1, v.size + 1)
+    ax.plot(ep, v, marker="o", ms=3, lw=1.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean training loss")
+    if v.size > 1:
+        ax.set_xlim(0.8, v.size + 0.2)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig
