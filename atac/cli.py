@@ -104,13 +104,15 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from .evaluate import image_metrics, pixel_auroc, predict
     from .models import build_model
-    from .results import write_csv, write_json
-    from .train import load_run_data, resolve_device
+    from .results import write_json
+    from .train import evaluate_run, load_run_data, resolve_device, write_scores
 
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    d = dict(state["config"])
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        d = dict(state["config"])
+    except Exception as exc:
+        raise ValueError(f"{args.checkpoint} is not a model.pt written by `atac train` ({exc})") from exc
     for k in ("dataset", "category", "data_root", "setting", "known_type", "shots", "seed", "device"):
         v = getattr(args, k, None)
         if v is not None:
@@ -122,16 +124,12 @@ def cmd_evaluate(args) -> int:
     model.load_state_dict(state["model"])
     device = resolve_device(cfg.device)
     model.to(device)
-    preds = predict(model, data.test_images, device, cfg.eval_batch_size)
-    m = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
-    m["pixel_auroc"] = pixel_auroc(preds.attention, data.test_masks, data.test_has_mask, data.test_labels)
+    m, preds = evaluate_run(model, data, cfg, device)
     out = Path(args.out)
     record = {**m, "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
               "dataset": cfg.dataset, "category": data.index.category, "config": cfg.to_dict(),
               "split": data.split.record()}
-    write_csv(out / "scores.csv", ["path", "label", "defect_type", "score"],
-              [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}")
-               for i, s in enumerate(data.split.test)])
+    write_scores(out / "scores.csv", data.split.test, preds)
     write_json(out / "metrics.json", record)
     print(f"image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}; wrote {out}/metrics.json")
     return 0

@@ -227,6 +227,16 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     return losses, seconds
 
 
+def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
+    """``scores.csv``: path,label,defect_type,score,score_full,score_zoom,zoomed (one row per image)."""
+    write_csv(path, ["path", "label", "defect_type", "score", "score_full", "score_zoom", "zoomed"],
+              [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
+                f"{float(preds.score_full[i]):.6g}",
+                "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
+                "" if preds.zoom is None else int(preds.zoom[i]))
+               for i, s in enumerate(samples)])
+
+
 def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device) -> tuple[dict, Predictions]:
     """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map."""
     t0 = time.perf_counter()
@@ -287,13 +297,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
         "split": split.record(),
     }
     if out is not None:
-        write_csv(out / "scores.csv", ["path", "label", "defect_type", "score", "score_full", "score_zoom",
-                                       "zoomed"],
-                  [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
-                    f"{float(preds.score_full[i]):.6g}",
-                    "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
-                    "" if preds.zoom is None else int(preds.zoom[i]))
-                   for i, s in enumerate(split.test)])
+        write_scores(out / "scores.csv", split.test, preds)
         _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
                             "weights_source": model.weights_source}, out / "model.pt")
         write_json(out / "metrics.json", record)
