@@ -264,6 +264,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
             bad config, data or weights; the message names the field or file.
     """
     cfg.validate()
+    commit = git_commit()  # the code this run starts with (a later edit must not relabel it)
     device = resolve_device(cfg.device)
     out = Path(out_dir) if out_dir else None
     if out is not None:
@@ -290,7 +291,7 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
         "epoch_losses": [round(v, 5) for v in losses],
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "torch_threads": torch.get_num_threads(),
-        "git_commit": git_commit(), "packages": package_versions(), "machine": machine(),
+        "git_commit": commit, "packages": package_versions(), "machine": machine(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data_folder": str(data.index.root),
         "config": cfg.to_dict(),
