@@ -86,12 +86,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args) -> int:
-    from .train import run
+    from .train import completed_record, run, same_config
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-{cfg.category}-{cfg.method}-{cfg.shots}shot-seed{cfg.seed}"
-    res = run(cfg, out, progress=not args.quiet)
-    m = res.metrics
+    previous = completed_record(out)
+    if previous is not None and same_config(previous, cfg) and not args.force:
+        m = previous
+        print(f"{out} already holds this run's results (use --force to train again)")
+    else:
+        m = run(cfg, out, progress=not args.quiet).metrics
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
     print(f"{m['method']} on {m['dataset']}/{m['category']} ({m['setting']}, {m['shots']} shots, seed "
           f"{m['seed']}): image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC "
@@ -194,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cpu (minutes on 2 CPU cores), smoke (seconds)")
     t.add_argument("--out", help="output folder (default runs/<dataset>-<category>-<method>-...)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--force", action="store_true",
+                   help="train again even when --out already holds this run's finished results")
     _add_config_flags(t)
     t.set_defaults(func=cmd_train)
 

@@ -14,6 +14,7 @@ folder resumes from it (same config required) and reaches the same result as an 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import random
 import time
@@ -252,6 +253,20 @@ def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.de
     return metrics, preds
 
 
+def completed_record(out_dir: str | Path) -> dict | None:
+    """The ``metrics.json`` record of a finished run in ``out_dir``, or None (missing/unreadable)."""
+    path = Path(out_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def same_config(record: dict, cfg: RunConfig) -> bool:
+    """True when a record was made with ``cfg`` (ignoring fields free to differ, e.g. device)."""
+    return _comparable(record.get("config", {})) == _comparable(cfg.to_dict())
+
+
 def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:
     """One complete run: data, model, training (resumable), evaluation, and the record.
 
@@ -268,6 +283,10 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
     device = resolve_device(cfg.device)
     out = Path(out_dir) if out_dir else None
     if out is not None:
+        previous = completed_record(out)
+        if previous is not None and not same_config(previous, cfg):
+            raise ValueError(f"{out} already holds the results of a different run (metrics.json); "
+                             "use another --out folder (nothing was overwritten)")
         out.mkdir(parents=True, exist_ok=True)
     data = load_run_data(cfg, progress)
     seed_everything(cfg.seed)

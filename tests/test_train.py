@@ -122,3 +122,16 @@ def test_cli_errors_are_clear(synth_root, tmp_path, capsys):
     assert rc == 2 and "not found" in capsys.readouterr().err
     rc = main(["train", "--setting", "hard", "--weights", "none"])
     assert rc == 2 and "known_type" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_path, capsys):
+    args = ["train", "--preset", "smoke", "--data-root", str(synth_root), "--weights", "none",
+            "--backbone", "mobilenet_v2", "--shots", "1", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 0
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    assert main(args) == 0  # same config: reported, not retrained
+    assert "already holds this run" in capsys.readouterr().out
+    assert main(args[:-3] + ["--seed", "5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "different run" in capsys.readouterr().err
+    assert (tmp_path / "r" / "metrics.json").read_text() == before
