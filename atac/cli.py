@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def cmd_train(args) -> int:
           f"{m['seed']}): image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC "
           f"{px}; trained {m['train_seconds']:.0f} s on {m['device']}")
     print(f"weights: {m['weights_source']}")
-    print(f"wrote {out}/metrics.json, {out}/scores.csv, {out}/model.pt")
+    if previous is None or args.force or not same_config(previous, cfg):
+        print(f"wrote {out}/metrics.json, {out}/scores.csv, {out}/model.pt")
     return 0
 
 
@@ -115,6 +117,8 @@ def cmd_evaluate(args) -> int:
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         d = dict(state["config"])
+        if not isinstance(d, dict):
+            raise TypeError("no config in it")
     except Exception as exc:
         raise ValueError(f"{args.checkpoint} is not a model.pt written by `atac train` ({exc})") from exc
     for k in ("dataset", "category", "data_root", "setting", "known_type", "shots", "seed", "device"):
@@ -125,11 +129,17 @@ def cmd_evaluate(args) -> int:
     cfg.weights = "none"  # the checkpoint holds every weight
     data = load_run_data(cfg, progress=not args.quiet)
     model = build_model(cfg)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{args.checkpoint}: its weights do not fit its own config ({str(exc)[:300]})") from exc
     device = resolve_device(cfg.device)
     model.to(device)
-    m, preds = evaluate_run(model, data, cfg, device)
     out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.force:
+        raise ValueError(f"{out}/metrics.json exists (another run's results?); use another --out "
+                         "folder or --force to replace it")
+    m, preds = evaluate_run(model, data, cfg, device)
     record = {**m, "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
               "dataset": cfg.dataset, "category": data.index.category, "config": cfg.to_dict(),
               "split": data.split.record()}
@@ -211,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--shots", type=int, default=None, help="defines the test split (anomalies removed)")
     e.add_argument("--seed", type=int, default=None, help="seed of the few-shot draw")
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--force", action="store_true", help="replace metrics.json/scores.csv already in --out")
     e.set_defaults(func=cmd_evaluate)
 
     m = sub.add_parser("methods", help="list the method recipes")
@@ -254,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; a training run resumes from its checkpoint when started again",
               file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"atac: error: {exc}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as exc:
+        if os.environ.get("ATAC_DEBUG"):
+            raise
+        msg = str(exc)
+        if len(msg) > 2000:
+            msg = msg[:2000] + " [...]"
+        print(f"atac: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,7 @@ cores.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -93,40 +94,95 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into the record
 
     # ------------------------------------------------------------------
+    def _check_types(self) -> None:
+        """Each field must have its default's type (ints may stand for floats); names the field."""
+        optional_str = {"data_root", "known_type"}
+        for f in fields(self):
+            v, default = getattr(self, f.name), f.default
+            if f.name == "extra":
+                if not isinstance(v, dict):
+                    raise ValueError(f"config field 'extra': must be a mapping (got {v!r})")
+                continue
+            if f.name in optional_str:
+                ok, want = v is None or isinstance(v, str), "a string or null"
+            elif isinstance(default, bool):
+                ok, want = isinstance(v, bool), "true or false"
+            elif isinstance(default, int):
+                ok, want = isinstance(v, int) and not isinstance(v, bool), "a whole number"
+            elif isinstance(default, float):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                want = "a finite number"
+            elif isinstance(default, tuple):
+                ok = (isinstance(v, (tuple, list)) and len(v) == len(default)
+                      and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                              and math.isfinite(x) for x in v))
+                want = f"a list of {len(default)} finite numbers"
+            else:
+                ok, want = isinstance(v, str), "a string"
+            if not ok:
+                raise ValueError(f"config field '{f.name}': must be {want} (got {v!r})")
+
     def validate(self) -> "RunConfig":
-        """Check field values; raise ``ValueError`` naming the field. Returns self."""
+        """Check field types and values; raise ``ValueError`` naming the field. Returns self."""
+        self._check_types()
+
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"config field '{name}': {why} (got {getattr(self, name)!r})")
 
         if self.dataset not in DATASETS:
             raise bad("dataset", f"must be one of {', '.join(DATASETS)}")
+        if not self.category or self.category in (".", "..") or "/" in self.category:
+            raise bad("category", "must be a category name (a folder name, no path)")
         if self.setting not in SETTINGS:
             raise bad("setting", "must be 'general' or 'hard'")
         if self.setting == "hard" and not self.known_type:
             raise ValueError("config field 'known_type': the hard setting needs --known-type TYPE")
+        if self.setting == "general" and self.known_type:
+            raise bad("known_type", "is only used with --setting hard")
         if self.shots < 1:
             raise bad("shots", "must be >= 1")
+        if not 0 <= self.seed < 2**32:
+            raise bad("seed", "must be in [0, 2**32)")
         if self.normalization not in NORMALIZATIONS:
             raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
-        if not 0.0 < self.crop_threshold <= 1.0:
-            raise bad("crop_threshold", "must be in (0, 1]")
-        if not 0.0 < self.crop_full_fraction <= 1.0:
-            raise bad("crop_full_fraction", "must be in (0, 1]")
-        if not 0.0 < self.topk_ratio <= 1.0:
-            raise bad("topk_ratio", "must be in (0, 1]")
-        for name in ("epochs", "steps_per_epoch", "batch_size", "image_size", "eval_batch_size"):
+        for name in ("crop_threshold", "crop_full_fraction", "topk_ratio", "lr_gamma"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise bad(name, "must be in (0, 1]")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "image_size", "eval_batch_size",
+                     "lr_step", "attn_reduction", "clahe_tile"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        for name in ("lr", "grad_clip", "dev_margin", "clahe_clip"):
+            if getattr(self, name) <= 0:
+                raise bad(name, "must be > 0")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "must be >= 0")
+        if self.dev_ref_size < 2:
+            raise bad("dev_ref_size", "must be >= 2 (a reference needs a spread)")
         if self.batch_size < 2:
             raise bad("batch_size", "must be >= 2 (a balanced batch holds normals and anomalies)")
         if self.image_size < 32:
             raise bad("image_size", "must be >= 32 pixels")
+        if not 0 <= self.mask_threshold < 255:
+            raise bad("mask_threshold", "must be in [0, 255) (0-255 scale)")
         if self.patch_source not in ("same", "other"):
             raise bad("patch_source", "must be 'same' or 'other'")
         if not 0.0 <= self.pseudo_prob <= 1.0:
             raise bad("pseudo_prob", "must be in [0, 1]")
+        lo, hi = self.patch_area
+        if not 0.0 < lo <= hi < 1.0:
+            raise bad("patch_area", "must be [low, high] with 0 < low <= high < 1 (image-area fractions)")
+        lo, hi = self.patch_ratio
+        if not 0.0 < lo <= hi:
+            raise bad("patch_ratio", "must be [low, high] with 0 < low <= high (aspect ratios)")
+        if not 0.0 <= self.patch_jitter <= 0.5:
+            raise bad("patch_jitter", "must be in [0, 0.5]")
+        if any(w <= 0 for w in self.ce_weights):
+            raise bad("ce_weights", "must be two positive weights (genuine, anomaly)")
         if not 0.0 < self.mt_test_normals < 1.0:
             raise bad("mt_test_normals", "must be in (0, 1)")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise bad("device", "must be auto, cpu, cuda or cuda:N")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,12 +215,17 @@ class RunConfig:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ValueError(f"cannot read config file {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"config file {path}: expected a mapping of field: value")
+        bad_keys = [k for k in data if not isinstance(k, str)]
+        if bad_keys:
+            raise ValueError(f"config file {path}: keys must be field names, got {bad_keys[0]!r}")
         data = {k.replace("-", "_"): v for k, v in data.items()}
         if "preset" in data:
+            if not isinstance(data["preset"], str):
+                raise ValueError(f"config file {path}: 'preset' must be a name ({', '.join(PRESETS)})")
             base = preset(data["preset"]).to_dict()
             base.update(data)
             data = base

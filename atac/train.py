@@ -38,7 +38,7 @@ from .models import ATACNet, build_model
 from .results import git_commit, machine, package_versions, write_csv, write_json
 
 # config fields that may change between an interrupted run and its resumption
-RESUME_FREE = {"device", "eval_batch_size", "extra", "data_root"}
+RESUME_FREE = {"device", "eval_batch_size", "extra"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,7 +49,10 @@ def resolve_device(name: str) -> torch.device:
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"config field 'device': {name!r} is not a device (auto, cpu, cuda, cuda:N)") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"config field 'device': {name} asked for, but CUDA is not available")
     return dev
@@ -181,7 +184,12 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     start_epoch, seconds = 0, 0.0
     ckpt = out_dir / "checkpoint.pt" if out_dir else None
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            state["config"], state["model"]
+        except Exception as exc:
+            raise ValueError(f"{ckpt} is not a checkpoint written by atac ({exc}); delete it to "
+                             "start this run afresh") from exc
         if _comparable(state["config"]) != _comparable(cfg.to_dict()):
             diff = sorted(k for k in _comparable(cfg.to_dict())
                           if state["config"].get(k) != cfg.to_dict()[k])
@@ -254,12 +262,23 @@ def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.de
 
 
 def completed_record(out_dir: str | Path) -> dict | None:
-    """The ``metrics.json`` record of a finished run in ``out_dir``, or None (missing/unreadable)."""
+    """The ``metrics.json`` record of a finished run in ``out_dir``, or None when there is none.
+
+    Raises:
+        ValueError: a ``metrics.json`` that is unreadable or not a training record (protected).
+    """
     path = Path(out_dir) / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    if not path.exists():
         return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} exists but cannot be read as a results record ({exc}); "
+                         "move it away or use another --out folder (nothing was overwritten)") from exc
+    if not (isinstance(record, dict) and isinstance(record.get("config"), dict) and "method" in record):
+        raise ValueError(f"{path} is not the record of an `atac train` run; use another --out folder "
+                         "(nothing was overwritten)")
+    return record
 
 
 def same_config(record: dict, cfg: RunConfig) -> bool:

@@ -55,3 +55,24 @@ def test_flags_win_over_file_and_file_over_preset(tmp_path):
     args = build_parser().parse_args(["train", "--clahe", "false", "--patch-area", "0.1", "0.2"])
     cfg = config_from_args(args)
     assert cfg.clahe is False and cfg.patch_area == (0.1, 0.2) and cfg.preset == "paper"
+
+
+@pytest.mark.parametrize("text,field", [
+    ('shots: "ten"', "shots"), ("shots: 2.5", "shots"), ('pseudo_anomaly: "false"', "pseudo_anomaly"),
+    ("epochs: null", "epochs"), ("category: 123", "category"), ("patch_area: 0.1", "patch_area"),
+    ("clahe_tile: 0", "clahe_tile"), ("lr_step: 0", "lr_step"), ("grad_clip: 0", "grad_clip"),
+    ("attn_reduction: 0", "attn_reduction"), ("dev_ref_size: 1", "dev_ref_size"),
+    ("dev_margin: .nan", "dev_margin"), ("patch_area: [-0.5, -0.1]", "patch_area"),
+    ("seed: -1", "seed"), ("known_type: hole", "known_type"), ("device: foo", "device"),
+    ("category: ..", "category"), ("mask_threshold: 300", "mask_threshold"),
+])
+def test_bad_yaml_values_name_the_field(tmp_path, text, field):
+    (tmp_path / "c.yaml").write_text(text + "\n")
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        RunConfig.load(tmp_path / "c.yaml").validate()
+
+
+def test_yaml_keys_must_be_names(tmp_path):
+    (tmp_path / "c.yaml").write_text("1: 2\n")
+    with pytest.raises(ValueError, match="keys must be field names"):
+        RunConfig.load(tmp_path / "c.yaml")

@@ -50,3 +50,17 @@ def test_mask_threshold_and_size_check(tmp_path):
     assert read_mask(tmp_path / "m.png", threshold=50).tolist() == [[False, True, True, True]]
     with pytest.raises(ImageReadError, match="m.png"):
         read_mask(tmp_path / "m.png", shape=(2, 4))
+
+
+def test_two_valued_masks_mark_every_nonzero_pixel(tmp_path):
+    Image.fromarray(np.array([[0, 1, 1, 0]], np.uint8), "L").save(tmp_path / "m01.png")
+    assert read_mask(tmp_path / "m01.png").tolist() == [[False, True, True, False]]
+    Image.fromarray(np.array([[0, 65535]], np.uint16)).save(tmp_path / "m16.png")
+    assert read_mask(tmp_path / "m16.png").tolist() == [[False, True]]
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageReadError, match="big.png"):
+        read_image(tmp_path / "big.png")

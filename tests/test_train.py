@@ -111,6 +111,13 @@ def test_cli_train_and_evaluate(synth_root, tmp_path, capsys):
     first = json.loads((out / "metrics.json").read_text())["image_auroc"]
     again = json.loads((tmp_path / "ev" / "metrics.json").read_text())["image_auroc"]
     assert again == pytest.approx(first, abs=1e-6)
+    before = (out / "metrics.json").read_text()
+    assert main(["evaluate", str(out / "model.pt"), "--out", str(out), "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err and (out / "metrics.json").read_text() == before
+    (out / "metrics.json").write_text("[]")  # not a training record: protected, not overwritten
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--category", "grid",
+               "--weights", "none", "--out", str(out), "--quiet"])
+    assert rc == 2 and "not the record" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(synth_root, tmp_path, capsys):

@@ -185,13 +185,16 @@ def dataset_folder(dataset: str, category: str, data_root: str | Path | None) ->
     if dataset == "mvtec_ad":
         candidates = [root / "mvtec_ad" / category, root / category, root]
         for c in candidates:
-            if (c / "train" / "good").is_dir() and (c.name == category or c == root):
+            # the category's own folder (read_mvtec then explains any layout problem inside it)
+            if c.is_dir() and c.name == category and ((c / "train").is_dir() or (c / "test").is_dir()):
                 return c
     elif dataset == "magnetic_tile":
         candidates = [root / "magnetic_tile", root]
         for c in candidates:
             if (c / "MT_Free").is_dir():
                 return c
+        raise DatasetLayoutError("Magnetic Tile not found (a folder holding MT_Free/Imgs, "
+                                 "MT_Blowhole/Imgs, ...); looked in: " + ", ".join(map(str, candidates)))
     else:
         raise DatasetLayoutError(f"unknown dataset '{dataset}'")
     raise DatasetLayoutError(f"dataset '{dataset}' category '{category}' not found; looked in: "

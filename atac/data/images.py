@@ -23,7 +23,7 @@ def _open(path: Path) -> Image.Image:
         img.load()  # force decoding now, so truncated files fail here and name the file
     except FileNotFoundError as exc:
         raise ImageReadError(f"image file not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot decode image file {path}: {exc}") from exc
     return img
 
@@ -79,9 +79,10 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path, threshold: int = 127, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ground-truth mask as a ``bool`` array (H, W): pixel > ``threshold`` (0–255 scale).
+    """Read a ground-truth mask as a ``bool`` array (H, W).
 
-    Magnetic Tile masks have soft edges, MVTec AD masks are {0, 255}; both work with 127.
+    A two-valued mask ({0, 1}, {0, 255}, 16-bit {0, 65535}, ...) marks every non-zero pixel; any
+    other mask (Magnetic Tile's have soft edges) marks pixels > ``threshold`` (0–255 scale).
 
     Raises:
         ImageReadError: unreadable file, or its size differs from ``shape`` (the image's (H, W)).
@@ -98,4 +99,7 @@ def read_mask(path: str | Path, threshold: int = 127, shape: tuple[int, int] | N
     if shape is not None and tuple(arr.shape[:2]) != tuple(shape):
         raise ImageReadError(f"mask file {path} has size {arr.shape[1]}x{arr.shape[0]}, "
                              f"its image has {shape[1]}x{shape[0]}")
+    values = np.unique(arr)
+    if len(values) == 2 and values[0] == 0:
+        return arr > 0  # a two-valued mask ({0, 1}, {0, 255}, ...): every non-zero pixel is a defect
     return arr > threshold

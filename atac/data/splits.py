@@ -84,8 +84,11 @@ def make_split(index: DatasetIndex, shots: int, seed: int, setting: str = "gener
     n_anom = sum(s.label for s in test)
     if n_anom == 0 or n_anom == len(test):
         only = "normal" if n_anom == 0 else "anomalous"
+        why = (f"the whole type '{known_type}' leaves the test set" if setting == "hard" else
+               f"the protocol draws max(shots, {DRAW}) = {n_draw} of its {len(pool)} anomalies out of "
+               "the test set")
         raise SplitError(f"the test set of {where} ({setting} setting, shots={shots}) would hold only "
-                         f"{only} images; AUROC is undefined on one class")
+                         f"{only} images ({why}); AUROC is undefined on one class")
     split = Split(list(index.train), drawn[:shots], test, setting, shots, seed, known_type)
     train_paths = {s.path for s in split.train_normal} | {s.path for s in split.train_anomalous}
     assert not train_paths & {s.path for s in test}, "a file is both in training and test"

@@ -56,7 +56,13 @@ def _strip(state: dict, prefixes=("module.", "backbone.", "features.", "net.")) 
 
 
 def _load_into(name: str, features: nn.Module, state: dict, origin: str) -> None:
-    """Load a full-model or features-only state dict into ``features`` (classifier keys ignored)."""
+    """Load a full-model or features-only state dict into ``features`` (classifier keys ignored).
+
+    Raises:
+        WeightsError: not a state dict, or its tensors do not fit (names the file).
+    """
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {origin} holds a {type(state).__name__}, not a state dict")
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if name != "mobilenet_v2":
@@ -73,7 +79,12 @@ def _load_into(name: str, features: nn.Module, state: dict, origin: str) -> None
         state = mapped
     else:
         state = {k: v for k, v in _strip(state).items() if not k.startswith("classifier")}
-    missing, unexpected = features.load_state_dict(state, strict=False)
+    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    try:
+        missing, unexpected = features.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)[:300]
+        raise WeightsError(f"weights file {origin} does not fit {name}: {first}") from exc
     if missing:
         raise WeightsError(f"weights {origin} do not fit {name}: {len(missing)} missing tensors "
                            f"(first: {missing[0]})")
@@ -103,7 +114,8 @@ def build_backbone(name: str, weights: str = "imagenet") -> Backbone:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise WeightsError(f"cannot load weights file {path}: {exc}") from exc
+            raise WeightsError(f"cannot load weights file {path}: not a PyTorch state dict "
+                               f"saved with tensors only ({type(exc).__name__})") from exc
         _load_into(name, features, state, str(path))
         return Backbone(features, channels, f"file {path} (sha256 {sha256_file(path)[:16]})")
 
