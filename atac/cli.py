@@ -37,7 +37,29 @@ HELP = {
     "normalization": "paper (the printed constants, = CLIP's) | imagenet",
     "clahe": "apply CLAHE before resizing (true/false)",
     "lr": "Adam learning rate", "weight_decay": "Adam weight decay",
+    "mt_test_normals": "magnetic_tile: fraction of MT_Free held out as test normals",
+    "mt_split_seed": "magnetic_tile: seed of that fixed normal split",
+    "mask_threshold": "masks with soft edges: pixel > threshold (0-255) is a defect",
+    "topk_ratio": "top-k scoring: mean of the top ratio of |scores| of the score map",
+    "attn_reduction": "self-attention block: query/key channel reduction",
+    "crop_full_fraction": "a crop box covering at least this image fraction means 'no zoom'",
+    "dev_margin": "deviation loss margin k (standard deviations)",
+    "dev_ref_size": "deviation loss: number of N(0,1) reference draws",
+    "ce_weights": "weighted CE: weights of (genuine, anomaly)",
+    "steps_per_epoch": "optimiser steps per epoch", "lr_step": "StepLR: epochs between decays",
+    "lr_gamma": "StepLR: decay factor", "grad_clip": "gradient clipping max norm",
+    "clahe_clip": "CLAHE clip limit", "clahe_tile": "CLAHE tile grid size",
+    "pseudo_anomaly": "use CutMix pseudo-anomalies (true/false)",
+    "pseudo_prob": "probability that a normal batch slot becomes a pseudo-anomaly",
+    "patch_source": "pseudo-anomaly patch from the same image (DRA) or another one (CutMix)",
+    "patch_area": "pseudo-anomaly patch area, fraction of the image (low high)",
+    "patch_ratio": "pseudo-anomaly patch aspect ratio (low high)",
+    "patch_jitter": "colour jitter strength of the pasted patch",
+    "eval_batch_size": "batch size for scoring the test set",
 }
+CHOICES = {"dataset": DATASETS, "method": ("atac", "deviation", "cutmix_bce", "weighted_ce"),
+           "backbone": ("resnet50", "resnet18", "mobilenet_v2"), "setting": ("general", "hard"),
+           "normalization": ("paper", "imagenet"), "patch_source": ("same", "other")}
 
 
 def _bool(text: str) -> bool:
@@ -56,7 +78,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        help_ = HELP.get(f.name, f.name.replace("_", " "))
+        help_ = HELP.get(f.name, f.name.replace("_", " ")) + f" [paper default: {default}]"
         if isinstance(default, bool):
             g.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=help_)
         elif isinstance(default, tuple):
@@ -65,19 +87,19 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, type=int, default=None, help=help_)
         elif isinstance(default, float):
             g.add_argument(flag, type=float, default=None, help=help_)
+        elif f.name in CHOICES:
+            g.add_argument(flag, type=str, default=None, choices=CHOICES[f.name], help=help_)
         else:
             g.add_argument(flag, type=str, default=None, help=help_)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset defaults, then the --config file, then the flags given on the command line."""
-    base = RunConfig.load(args.config).to_dict() if args.config else None
-    name = args.preset or (base or {}).get("preset") or "paper"
+    raw = RunConfig.load(args.config, raw=True) if args.config else {}
+    name = args.preset or raw.get("preset") or "paper"
     d = preset(name).to_dict()
-    if base:
-        d.update({k: v for k, v in base.items() if k != "preset"})
-        if args.preset:  # an explicit --preset wins over the file's budget fields
-            d.update(PRESETS[name])
+    # the preset gives the base values; the file's keys win over them, flags over both
+    d.update({k: v for k, v in raw.items() if k != "preset"})
     d["preset"] = name
     for f in dataclasses.fields(RunConfig):
         v = getattr(args, f.name, None)
@@ -140,12 +162,20 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{out}/metrics.json exists (another run's results?); use another --out "
                          "folder or --force to replace it")
     m, preds = evaluate_run(model, data, cfg, device)
-    record = {**m, "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
-              "dataset": cfg.dataset, "category": data.index.category, "config": cfg.to_dict(),
-              "split": data.split.record()}
+    from .results import git_commit, machine, package_versions
+
+    record = {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
+              "category": data.index.category, "setting": cfg.setting, "shots": cfg.shots, "seed": cfg.seed,
+              **m, "n_test_normal": int((data.test_labels == 0).sum()),
+              "n_test_anomalous": int((data.test_labels == 1).sum()),
+              "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
+              "device": str(device), "git_commit": git_commit(), "packages": package_versions(),
+              "machine": machine(), "config": cfg.to_dict(), "split": data.split.record()}
     write_scores(out / "scores.csv", data.split.test, preds)
     write_json(out / "metrics.json", record)
-    print(f"image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}; wrote {out}/metrics.json")
+    px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
+    print(f"image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC {px}; "
+          f"wrote {out}/metrics.json, {out}/scores.csv")
     return 0
 
 
@@ -154,6 +184,7 @@ def cmd_methods(args) -> int:
 
     for r in METHODS.values():
         print(f"{r.name:12s} step {r.step:3s} {r.summary}")
+    print("(step IV, retraining on Grad-CAM crops, is not implemented yet)")
     return 0
 
 
@@ -192,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="atac", description="ATAC-Net companion: few-shot anomaly detection with a zoomed view.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  atac train --preset smoke                     # seconds, synthetic data\n"
+               "  atac train --preset smoke                     # seconds, synthetic data, random weights\n"
                "  atac train --dataset mvtec_ad --category grid --data-root ../shared/data \\\n"
                "      --backbone mobilenet_v2 --shots 10 --preset cpu --out runs/grid\n"
                "  atac data info --dataset mvtec_ad --category grid --data-root ../shared/data")
@@ -202,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a method on the few-shot split of a dataset, evaluate it on "
                                    "the test set, and write metrics.json, scores.csv and model.pt to "
                                    "--out. Interrupted runs resume from --out/checkpoint.pt.")
-    t.add_argument("--config", help="YAML file with RunConfig keys (see atac/config.py)")
+    t.add_argument("--config", help="YAML file whose keys are the option names below (dashes or "
+                                    "underscores), e.g. 'shots: 1'; flags given here win over it")
     t.add_argument("--preset", choices=sorted(PRESETS),
                    help="training budget: paper (default; the lineage's 30 epochs x 20 steps x 48), "
                         "cpu (minutes on 2 CPU cores), smoke (seconds)")

@@ -210,8 +210,12 @@ class RunConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
-        """Load a YAML file (same keys as the dataclass; dashes allowed for underscores)."""
+    def load(cls, path: str | Path, raw: bool = False) -> "RunConfig | dict[str, Any]":
+        """Load a YAML file (same keys as the dataclass; dashes allowed for underscores).
+
+        Fields the file does not set come from its ``preset`` (default: the dataclass defaults).
+        With ``raw=True`` return only the file's own (checked) keys as a dict.
+        """
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
@@ -223,9 +227,12 @@ class RunConfig:
         if bad_keys:
             raise ValueError(f"config file {path}: keys must be field names, got {bad_keys[0]!r}")
         data = {k.replace("-", "_"): v for k, v in data.items()}
+        if "preset" in data and not isinstance(data["preset"], str):
+            raise ValueError(f"config file {path}: 'preset' must be a name ({', '.join(PRESETS)})")
+        if raw:
+            cls.from_dict(data)  # reports unknown keys
+            return data
         if "preset" in data:
-            if not isinstance(data["preset"], str):
-                raise ValueError(f"config file {path}: 'preset' must be a name ({', '.join(PRESETS)})")
             base = preset(data["preset"]).to_dict()
             base.update(data)
             data = base
@@ -240,9 +247,9 @@ class RunConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {"epochs": 15, "steps_per_epoch": 20, "batch_size": 16, "lr_step": 10},
-    # a few seconds: for tests and the CI profile of the book
+    # a few seconds, offline: for tests, the CI profile of the book and a first try (random weights)
     "smoke": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "image_size": 64,
-              "eval_batch_size": 16},
+              "eval_batch_size": 16, "backbone": "mobilenet_v2", "weights": "none"},
 }
 
 

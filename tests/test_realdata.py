@@ -10,6 +10,8 @@ from atac.data.splits import make_split
 from atac.train import run
 from conftest import real_root
 
+pytestmark = pytest.mark.realdata
+
 
 def test_grid_and_magnetic_tile_indexes():
     root = real_root()
