@@ -4,6 +4,7 @@
     atac evaluate  evaluate a trained model.pt on a dataset
     atac methods   list the method recipes (the ablation ladder)
     atac data      synth | download | info
+    atac summary   mean ± std over seeds of a results file
     atac weights   fetch the offline ImageNet MobileNetV2 weights
 """
 
@@ -210,6 +211,22 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    from .results import load_records, summarize
+
+    for metric in args.metrics:
+        print(f"| dataset | category | method | backbone | shots | seeds | {metric} (mean ± std) | per seed |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in summarize(load_records(args.results), metric):
+            std = "" if row["std"] is None else f" ± {row['std']:.3f}"
+            mean = "n/a" if row["mean"] is None else f"{row['mean']:.3f}{std}"
+            per = ", ".join(f"{s}: {v:.3f}" for s, v in zip(row["seeds"], row["values"]))
+            print(f"| {row['dataset']} | {row['category']} | {row['method']} | {row['backbone']} | "
+                  f"{row['shots']} | {row['n']} | {mean} | {per} |")
+        print()
+    return 0
+
+
 def cmd_weights(args) -> int:
     from .weights import fetch_mobilenet_v2
 
@@ -278,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--category", default="weave")
     i.add_argument("--data-root", default=None)
     d.set_defaults(func=cmd_data)
+
+    r = sub.add_parser("summary", help="mean ± std over seeds of a .jsonl results file (Markdown)")
+    r.add_argument("results", help="a .jsonl file, one metrics.json record per line")
+    r.add_argument("--metrics", nargs="+", default=["image_auroc", "image_auprc", "pixel_auroc"])
+    r.set_defaults(func=cmd_summary)
 
     w = sub.add_parser("weights", help="fetch pretrained weights that torchvision cannot download here")
     w.add_argument("action", choices=["fetch"], help="fetch (and cache) the weights")

@@ -76,3 +76,44 @@ def package_versions() -> dict[str, str | None]:
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """The records of a ``.jsonl`` results file (one ``metrics.json`` record per line).
+
+    Raises:
+        ValueError: a line is not a JSON object (names the file and line).
+    """
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {i}: not JSON ({exc})") from exc
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}, line {i}: not a record")
+        out.append(rec)
+    return out
+
+
+SUMMARY_KEYS = ("dataset", "category", "setting", "known_type", "method", "backbone", "shots")
+
+
+def summarize(records: list[dict], metric: str = "image_auroc") -> list[dict]:
+    """Mean ± sample standard deviation of ``metric`` over seeds, per (dataset, category, setting,
+    known type, method, backbone, shots). Returns one dict per group, with the seeds and values."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.get(k) for k in SUMMARY_KEYS), []).append(r)
+    rows = []
+    for key, recs in groups.items():
+        vals = [float(r[metric]) for r in recs if r.get(metric) is not None]
+        rows.append({**dict(zip(SUMMARY_KEYS, key)), "metric": metric, "n": len(vals),
+                     "seeds": [r.get("seed") for r in recs], "values": vals,
+                     "mean": statistics.fmean(vals) if vals else None,
+                     "std": statistics.stdev(vals) if len(vals) > 1 else None})
+    return rows

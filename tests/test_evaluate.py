@@ -30,3 +30,22 @@ def test_pixel_auroc_perfect_map_and_no_masks():
     # an anomalous image without a mask is left out, not counted as all-normal
     labels, has = torch.tensor([1, 1]), torch.tensor([False, True])
     assert pixel_auroc(maps, masks, has, labels) is None or pixel_auroc(maps, masks, has, labels) > 0.9
+
+
+def test_summary_over_seeds(tmp_path, capsys):
+    import json
+
+    from atac.cli import main
+    from atac.results import load_records, summarize
+
+    recs = [{"dataset": "d", "category": "c", "setting": "general", "known_type": None, "method": "atac",
+             "backbone": "b", "shots": 10, "seed": s, "image_auroc": v} for s, v in [(0, 0.9), (1, 0.8)]]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (row,) = summarize(load_records(path))
+    assert row["mean"] == pytest.approx(0.85) and row["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert main(["summary", str(path), "--metrics", "image_auroc"]) == 0
+    assert "0.850 ± 0.071" in capsys.readouterr().out
+    path.write_text("{not json\n")
+    with pytest.raises(ValueError, match="line 1"):
+        load_records(path)
