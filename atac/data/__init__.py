@@ -2,12 +2,12 @@
 
 from .datasets import DatasetIndex, DatasetLayoutError, Sample, load_index, read_magnetic_tile, read_mvtec
 from .images import ImageReadError, read_image, read_mask
-from .preprocess import Prepared, apply_clahe, prepare, preprocess_image
+from .preprocess import Prepared, apply_clahe, prepare
 from .pseudo import cutmix
 from .splits import Split, SplitError, make_split
 
 __all__ = [
     "DatasetIndex", "DatasetLayoutError", "ImageReadError", "Prepared", "Sample", "Split", "SplitError",
-    "apply_clahe", "cutmix", "load_index", "make_split", "prepare", "preprocess_image", "read_image",
+    "apply_clahe", "cutmix", "load_index", "make_split", "prepare", "read_image",
     "read_magnetic_tile", "read_mask", "read_mvtec",
 ]

@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -74,15 +73,6 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(m) > 127
 
 
-def preprocess_image(path: str | Path, size: int, clahe: bool = True, clip: float = 2.0,
-                     tile: int = 8) -> np.ndarray:
-    """Read, CLAHE (optional), bicubic-resize one image: ``uint8`` (size, size, 3)."""
-    img = read_image(path)
-    if clahe:
-        img = apply_clahe(img, clip, tile)
-    return resize_image(img, size)
-
-
 @dataclass
 class Prepared:
     """Pre-processed images of a list of samples, in that order.
@@ -94,12 +84,6 @@ class Prepared:
     images: torch.Tensor
     masks: torch.Tensor
     has_mask: torch.Tensor  # bool (N,)
-
-    def select(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and masks of ``samples`` (which must be among ``paths``)."""
-        pos = {p: i for i, p in enumerate(self.paths)}
-        idx = torch.tensor([pos[s.path] for s in samples], dtype=torch.long)
-        return self.images[idx], self.masks[idx]
 
 
 def _cache_key(samples: list[Sample], size: int, clahe: bool, clip: float, tile: int,
