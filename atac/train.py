@@ -286,6 +286,40 @@ def same_config(record: dict, cfg: RunConfig) -> bool:
     return _comparable(record.get("config", {})) == _comparable(cfg.to_dict())
 
 
+class RunLock:
+    """An exclusive lock on an output folder (``.lock`` holding the owner's pid).
+
+    Two runs writing into one folder at once would overwrite each other's record; a lock left by a
+    process that no longer exists is taken over.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+
+    def __enter__(self) -> "RunLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or "0")
+                    os.kill(pid, 0)
+                except (ValueError, ProcessLookupError, FileNotFoundError):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                except PermissionError:
+                    pass
+                raise ValueError(f"{self.path.parent} is in use by another run (process {pid}); "
+                                 "wait for it or use another --out folder")
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise ValueError(f"cannot lock {self.path.parent}")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:
     """One complete run: data, model, training (resumable), evaluation, and the record.
 
@@ -302,11 +336,18 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
     device = resolve_device(cfg.device)
     out = Path(out_dir) if out_dir else None
     if out is not None:
-        previous = completed_record(out)
-        if previous is not None and not same_config(previous, cfg):
-            raise ValueError(f"{out} already holds the results of a different run (metrics.json); "
-                             "use another --out folder (nothing was overwritten)")
         out.mkdir(parents=True, exist_ok=True)
+        with RunLock(out):
+            previous = completed_record(out)
+            if previous is not None and not same_config(previous, cfg):
+                raise ValueError(f"{out} already holds the results of a different run "
+                                 "(metrics.json); use another --out folder (nothing was overwritten)")
+            return _run(cfg, out, device, commit, progress)
+    return _run(cfg, None, device, commit, progress)
+
+
+def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | None,
+         progress: bool) -> RunResult:
     data = load_run_data(cfg, progress)
     seed_everything(cfg.seed)
     model = build_model(cfg)

@@ -142,3 +142,17 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
     assert main(args[:-3] + ["--seed", "5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "different run" in capsys.readouterr().err
     assert (tmp_path / "r" / "metrics.json").read_text() == before
+
+
+def test_an_output_folder_in_use_is_refused(synth_root, tmp_path):
+    from atac.train import RunLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with RunLock(out):
+        with pytest.raises(ValueError, match="in use by another run"):
+            run(_cfg(synth_root), out, progress=False)
+    (out / ".lock").write_text("999999999")  # a stale lock: its process is gone
+    with RunLock(out):
+        assert (out / ".lock").read_text() != "999999999"
+    assert not (out / ".lock").exists()
