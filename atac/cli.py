@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DATASETS, PRESETS, RunConfig, preset
+from .config import BACKBONES, DATASETS, NORMALIZATIONS, PRESETS, SETTINGS, RunConfig, preset
+from .methods import METHODS
 
 HELP = {
     "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
@@ -58,9 +59,8 @@ HELP = {
     "patch_jitter": "colour jitter strength of the pasted patch",
     "eval_batch_size": "batch size for scoring the test set",
 }
-CHOICES = {"dataset": DATASETS, "method": ("atac", "deviation", "cutmix_bce", "weighted_ce"),
-           "backbone": ("resnet50", "resnet18", "mobilenet_v2"), "setting": ("general", "hard"),
-           "normalization": ("paper", "imagenet"), "patch_source": ("same", "other")}
+CHOICES = {"dataset": DATASETS, "method": tuple(METHODS), "backbone": BACKBONES, "setting": SETTINGS,
+           "normalization": tuple(NORMALIZATIONS), "patch_source": ("same", "other")}
 
 
 def _bool(text: str) -> bool:
@@ -115,7 +115,8 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-{cfg.category}-{cfg.method}-{cfg.shots}shot-seed{cfg.seed}"
     previous = completed_record(out)
-    if previous is not None and same_config(previous, cfg) and not args.force:
+    reuse = previous is not None and same_config(previous, cfg) and not args.force
+    if reuse:
         m = previous
         print(f"{out} already holds this run's results (use --force to train again)")
     else:
@@ -125,7 +126,7 @@ def cmd_train(args) -> int:
           f"{m['seed']}): image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC "
           f"{px}; trained {m['train_seconds']:.0f} s on {m['device']}")
     print(f"weights: {m['weights_source']}")
-    if previous is None or args.force or not same_config(previous, cfg):
+    if not reuse:
         print(f"wrote {out}/metrics.json, {out}/scores.csv, {out}/model.pt")
     return 0
 
@@ -134,14 +135,14 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from .models import build_model
-    from .results import write_json
+    from .results import git_commit, machine, package_versions, write_json
     from .train import evaluate_run, load_run_data, resolve_device, write_scores
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        d = dict(state["config"])
-        if not isinstance(d, dict):
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
             raise TypeError("no config in it")
+        d = dict(state["config"])
     except Exception as exc:
         raise ValueError(f"{args.checkpoint} is not a model.pt written by `atac train` ({exc})") from exc
     for k in ("dataset", "category", "data_root", "setting", "known_type", "shots", "seed", "device"):
@@ -163,8 +164,6 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{out}/metrics.json exists (another run's results?); use another --out "
                          "folder or --force to replace it")
     m, preds = evaluate_run(model, data, cfg, device)
-    from .results import git_commit, machine, package_versions
-
     record = {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
               "category": data.index.category, "setting": cfg.setting, "shots": cfg.shots, "seed": cfg.seed,
               **m, "n_test_normal": int((data.test_labels == 0).sum()),

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 DATASETS = ("synthetic", "mvtec_ad", "magnetic_tile")
+BACKBONES = ("resnet50", "resnet18", "mobilenet_v2")
 SETTINGS = ("general", "hard")
 NORMALIZATIONS = {
     # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.

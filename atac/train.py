@@ -186,7 +186,9 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     if ckpt is not None and ckpt.is_file():
         try:
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            state["config"], state["model"]
+            missing = [k for k in ("config", "model", "optimizer", "epoch") if k not in state]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
         except Exception as exc:
             raise ValueError(f"{ckpt} is not a checkpoint written by atac ({exc}); delete it to "
                              "start this run afresh") from exc
@@ -303,6 +305,8 @@ class RunLock:
             except FileExistsError:
                 try:
                     pid = int(self.path.read_text().strip() or "0")
+                    if pid <= 0:
+                        raise ValueError("no owner recorded")
                     os.kill(pid, 0)
                 except (ValueError, ProcessLookupError, FileNotFoundError):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone

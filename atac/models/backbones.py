@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ..config import BACKBONES as CONFIG_BACKBONES
 from ..weights import WeightsError, fetch_mobilenet_v2, offline_path, sha256_file
 
 # name -> (constructor, torchvision weights enum, output channels, stride)
@@ -27,6 +28,7 @@ _SPECS = {
                      torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, 1280),
 }
 BACKBONES = tuple(_SPECS)
+assert set(BACKBONES) == set(CONFIG_BACKBONES), "atac.config.BACKBONES and _SPECS disagree"
 
 
 @dataclass
