@@ -42,11 +42,12 @@ def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "
             batch_size: int = 32) -> Predictions:
     """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results on the CPU."""
     model.eval()
+    model.to(memory_format=torch.channels_last)  # as in training (atac.train.MEMORY_FORMAT)
     parts: dict[str, list] = {k: [] for k in ("score", "score_full", "score_zoom", "attention",
                                               "boxes", "zoom")}
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(device, non_blocking=True).float().div_(255)
-        out = model(x)
+        out = model(x.contiguous(memory_format=torch.channels_last))
         for k in parts:
             v = getattr(out, k)
             parts[k].append(None if v is None else v.detach().float().cpu() if v.dtype != torch.bool

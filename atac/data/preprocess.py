@@ -8,11 +8,14 @@ to ``image_size`` (Pillow), scale to [0, 1]; channel-wise normalisation is done 
 Decoding, CLAHE and resizing are done once per (dataset folder, files, pre-processing settings):
 the result, ``uint8`` tensors (N, 3, S, S) and ``bool`` masks (N, 1, S, S), is cached under
 ``<cache>/prep/<hash>.pt`` and reused by every run (writes are atomic, so concurrent workers are
-safe: the last identical write wins).
+safe; a per-key lock file makes a second worker wait for the first one's result instead of
+decoding the same images again).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -106,6 +109,26 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
     """
     key = _cache_key(samples, size, clahe, clip, tile, mask_threshold)
     path = cache_dir() / "prep" / f"{key}.pt"
+    if not use_cache:
+        return _prepare(samples, size, clahe, clip, tile, mask_threshold, None, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_suffix(".lock")):
+        return _prepare(samples, size, clahe, clip, tile, mask_threshold, path, progress)
+
+
+@contextlib.contextmanager
+def _locked(lock_path):
+    """An exclusive ``flock`` on ``lock_path`` (released when the process dies)."""
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare(samples, size, clahe, clip, tile, mask_threshold, path, progress) -> Prepared:
+    use_cache = path is not None
     if use_cache and path.is_file():
         try:
             data = torch.load(path, weights_only=True)
@@ -128,7 +151,6 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
             has_mask[i] = True
     prepared = Prepared([s.path for s in samples], images, masks, has_mask)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
         try:
