@@ -5,6 +5,7 @@
     atac methods   list the method recipes (the ablation ladder)
     atac data      synth | download | info
     atac summary   mean ± std over seeds of a results file
+    atac sweep     run a grid of runs (a paper_runs/*.yaml file), resumable, local pool or SLURM
     atac weights   fetch the offline ImageNet MobileNetV2 weights
 """
 
@@ -226,6 +227,38 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import load_sweep, run_sweep, select, status
+
+    if args.data_root:
+        root = Path(args.data_root)
+        if not root.is_dir():
+            raise ValueError(f"--data-root {root}: no such folder")
+        os.environ["ATAC_DATA_ROOT"] = str(root.resolve())  # workers and jobs inherit it
+    sweep = load_sweep(args.file, args.runs_dir, args.results)
+    if args.list:
+        rows = status(sweep, args.only)
+        for run, state in rows:
+            print(f"{run.run_id:<60} {state}")
+        n_done = sum(st.startswith("done") for _, st in rows)
+        print(f"{len(rows)} runs: {n_done} done, {len(rows) - n_done} to run; "
+              f"results: {sweep.results}")
+        return 0
+    n = len(select(sweep.runs, args.only))
+    print(f"sweep {sweep.name}: {n} runs -> {sweep.results} (run folders under {sweep.runs_dir})",
+          file=sys.stderr)
+    slurm = {"partition": args.partition, "timeout_min": args.time, "gpus_per_node": args.gpus_per_job,
+             "cpus_per_task": args.cpus_per_job, "mem_gb": args.mem_gb}
+    report = run_sweep(sweep, jobs=args.jobs, threads=args.threads, executor=args.executor,
+                       only=args.only, use_cache=not args.no_prep_cache, progress=not args.quiet,
+                       slurm=slurm)
+    print(f"{report.finished} runs finished, {report.skipped} already recorded, "
+          f"{len(report.failed)} failed, in {report.wall_seconds:.0f} s", file=sys.stderr)
+    for rid, msg in report.failed.items():
+        print(f"  failed: {rid}: {msg}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def cmd_weights(args) -> int:
     from .weights import fetch_mobilenet_v2
 
@@ -299,6 +332,44 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("results", help="a .jsonl file, one metrics.json record per line")
     r.add_argument("--metrics", nargs="+", default=["image_auroc", "image_auprc", "pixel_auroc"])
     r.set_defaults(func=cmd_summary)
+
+    sw = sub.add_parser(
+        "sweep", help="run a grid of runs from a sweep file (resumable; local pool or SLURM)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every run of a sweep file (see paper_runs/*.yaml) that its results file does "
+                    "not hold yet, and add each finished run's record to it (atomically). Stop it at "
+                    "any moment and start it again: finished runs are skipped and a run cut off "
+                    "mid-way resumes from its last epoch checkpoint.",
+        epilog="examples:\n"
+               "  atac sweep paper_runs/table1-cpu.yaml --list          # what is done, what is not\n"
+               "  OMP_NUM_THREADS=1 atac sweep paper_runs/table1-cpu.yaml --jobs 2 --data-root ../shared/data\n"
+               "  atac sweep paper_runs/table1.yaml --only category=grid,tile --jobs 4    # 4 GPUs\n"
+               "  atac sweep paper_runs/table1.yaml --executor slurm --partition gpu --gpus-per-job 1 \\\n"
+               "      --cpus-per-job 8 --time 120 --jobs 32")
+    sw.add_argument("file", help="sweep file (YAML: name, results, base, grid)")
+    sw.add_argument("--jobs", type=int, default=1,
+                    help="local: worker processes (one per GPU on a GPU machine); slurm: array parallelism")
+    sw.add_argument("--threads", type=int, default=None,
+                    help="PyTorch threads per worker (default: CPU cores // jobs)")
+    sw.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
+                    help="local process pool (default), a SLURM cluster through submitit, or "
+                         "submitit's local executor (to try the cluster path on one machine)")
+    sw.add_argument("--only", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="run only the runs whose config field has one of these values (repeatable)")
+    sw.add_argument("--data-root", help="folder holding the datasets (default: $ATAC_DATA_ROOT)")
+    sw.add_argument("--results", help="results file (default: the sweep file's 'results')")
+    sw.add_argument("--runs-dir", help="folder for the run folders (default: runs/<name> beside the file)")
+    sw.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    sw.add_argument("--no-prep-cache", action="store_true",
+                    help="decode and pre-process every image in every run (to measure the cache)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = sw.add_argument_group("SLURM (--executor slurm, through submitit)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time", type=int, default=120, help="time limit per run, minutes (default 120)")
+    g.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per run (1 for the paper sweeps)")
+    g.add_argument("--cpus-per-job", type=int, default=None, help="CPU cores per run")
+    g.add_argument("--mem-gb", type=int, default=None, help="memory per run, GB")
+    sw.set_defaults(func=cmd_sweep)
 
     w = sub.add_parser("weights", help="fetch pretrained weights that torchvision cannot download here")
     w.add_argument("action", choices=["fetch"], help="fetch (and cache) the weights")

@@ -104,12 +104,15 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
             mask_threshold: int = 127, use_cache: bool = True, progress: bool = True) -> Prepared:
     """Decode, CLAHE, resize every sample once; cached on disk (see the module docstring).
 
+    The cache is bypassed when ``use_cache`` is False or the environment sets
+    ``ATAC_NO_PREP_CACHE=1`` (``atac sweep --no-prep-cache``, to measure what the cache saves).
+
     Raises:
         ImageReadError: an image or mask cannot be read (names the file); nothing is cached then.
     """
     key = _cache_key(samples, size, clahe, clip, tile, mask_threshold)
     path = cache_dir() / "prep" / f"{key}.pt"
-    if not use_cache:
+    if not use_cache or os.environ.get("ATAC_NO_PREP_CACHE") == "1":
         return _prepare(samples, size, clahe, clip, tile, mask_threshold, None, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.with_suffix(".lock")):
