@@ -25,7 +25,7 @@ HELP = {
     "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
     "category": "category: an MVTec AD category (grid, ...) or a synthetic one (weave, ...)",
     "data_root": "folder holding <dataset>/... (default: $ATAC_DATA_ROOT; synthetic: the atac cache)",
-    "method": "method recipe (see `atac methods`): atac, deviation, cutmix_bce, weighted_ce",
+    "method": "method recipe (see `atac methods`): atac, gradcam_zoom, deviation, cutmix_bce, weighted_ce",
     "backbone": "resnet50 (the paper's) | resnet18 | mobilenet_v2",
     "weights": "imagenet | none | path to a state-dict file",
     "shots": "M, the number of real anomalies used in training (general setting: drawn from all types)",
@@ -135,6 +135,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     import torch
 
+    from .methods import get_method
     from .models import build_model
     from .results import git_commit, machine, package_versions, write_json
     from .train import evaluate_run, load_run_data, resolve_device, write_scores
@@ -153,7 +154,12 @@ def cmd_evaluate(args) -> int:
     cfg = RunConfig.from_dict(d).validate()
     cfg.weights = "none"  # the checkpoint holds every weight
     data = load_run_data(cfg, progress=not args.quiet)
-    model = build_model(cfg)
+    if get_method(cfg.method).two_stage:  # step IV: model.pt holds both stages (stage1.*, stage2.*)
+        from .gradcam import build_gradcam_zoom
+
+        model = build_gradcam_zoom(cfg)
+    else:
+        model = build_model(cfg)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
@@ -185,7 +191,6 @@ def cmd_methods(args) -> int:
 
     for r in METHODS.values():
         print(f"{r.name:12s} step {r.step:3s} {r.summary}")
-    print("(step IV, retraining on Grad-CAM crops, is not implemented yet)")
     return 0
 
 

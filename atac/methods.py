@@ -1,7 +1,10 @@
 """The ablation ladder (supplement §3, Table 1) as named recipes on one training road.
 
 A recipe says which pieces the network has (self-attention block, zoom pass, classification head)
-and which loss trains it; the model, the data and the training loop are shared.
+and which loss trains it; the model, the data and the training loop are shared. Step IV
+(``gradcam_zoom``) is the one two-stage recipe: ``atac.train`` trains a step-III network, crops
+every image around its Grad-CAM activations (:mod:`atac.gradcam`) and trains a second network of the
+same recipe on the crops, with the same ``fit``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ class Recipe:
     zoom: bool         # Algorithm 1: score the attention crop too, final score = mean of the two
     head: str          # "topk": top-k |score| (DevNet); "classifier": top-k pooled map + linear -> logit
     loss: str          # "deviation" | "bce" | "weighted_ce"
+    two_stage: bool = False  # step IV: train, crop around Grad-CAM of the full-image score, retrain
 
 
 METHODS: dict[str, Recipe] = {r.name: r for r in [
@@ -27,6 +31,9 @@ METHODS: dict[str, Recipe] = {r.name: r for r in [
            False, False, "classifier", "weighted_ce"),
     Recipe("deviation", "III", "classification head removed; top-k score of the mapping layer; "
            "deviation loss (= DevNet on this backbone)", False, False, "topk", "deviation"),
+    Recipe("gradcam_zoom", "IV", "train III, crop every image around the Grad-CAM activations of its "
+           "score, retrain a fresh III network on the crops; score = mean of the full-image and crop "
+           "scores (not in Table 1)", False, False, "topk", "deviation", two_stage=True),
     Recipe("atac", "V", "ATAC-Net: self-attention block, attention crop (zoomed view) scored by the "
            "same network, mean of the two scores, deviation loss", True, True, "topk", "deviation"),
 ]}

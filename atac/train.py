@@ -13,6 +13,7 @@ folder resumes from it (same config required) and reaches the same result as an 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -359,12 +360,23 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
 def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | None,
          progress: bool) -> RunResult:
     data = load_run_data(cfg, progress)
+    if get_method(cfg.method).two_stage:
+        return _run_two_stage(cfg, data, out, device, commit, progress)
     seed_everything(cfg.seed)
     model = build_model(cfg)
     losses, train_seconds = fit(model, data, cfg, device, out, progress)
     metrics, preds = evaluate_run(model, data, cfg, device)
+    record = _record(cfg, data, model, metrics, losses, train_seconds, device, commit)
+    if out is not None:
+        _write_outputs(out, cfg, data, preds, model, record)
+    return RunResult(record, model, data, preds, out, losses)
+
+
+def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[float],
+            train_seconds: float, device: torch.device, commit: str | None) -> dict:
+    """The results record of a run (see :func:`run`)."""
     split = data.split
-    record = {
+    return {
         "method": cfg.method, "backbone": cfg.backbone, "weights_source": model.weights_source,
         "dataset": cfg.dataset, "category": data.index.category, "setting": cfg.setting,
         "known_type": cfg.known_type, "shots": cfg.shots, "seed": cfg.seed,
@@ -386,12 +398,89 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
         "config": cfg.to_dict(),
         "split": split.record(),
     }
-    if out is not None:
-        write_scores(out / "scores.csv", split.test, preds)
-        _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
-                            "weights_source": model.weights_source}, out / "model.pt")
-        write_json(out / "metrics.json", record)
-        ckpt = out / "checkpoint.pt"
+
+
+def _write_outputs(out: Path, cfg: RunConfig, data: RunData, preds: Predictions, model,
+                   record: dict) -> None:
+    """``scores.csv``, ``model.pt``, ``metrics.json`` (each atomically), then drop the checkpoints."""
+    write_scores(out / "scores.csv", data.split.test, preds)
+    _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
+                        "weights_source": model.weights_source}, out / "model.pt")
+    write_json(out / "metrics.json", record)
+    for ckpt in (out / "checkpoint.pt", out / STAGE1 / "checkpoint.pt"):
         if ckpt.is_file():
             ckpt.unlink()  # training is complete; model.pt holds the final weights
-    return RunResult(record, model, data, preds, out, losses)
+    if (out / STAGE1).is_dir() and not any((out / STAGE1).iterdir()):
+        (out / STAGE1).rmdir()
+
+
+# Step IV (gradcam_zoom): the stage-1 network's checkpoint lives in <out>/stage1/, stage 2's in <out>.
+STAGE1 = "stage1"
+
+
+def stage2_seed(seed: int) -> int:
+    """The seed of stage 2 of a two-stage run, derived from the run's ``seed`` (in [0, 2**32)).
+
+    Stage 2 gets its own stream (batches, CutMix, deviation-loss reference, initialisation), not a
+    replay of stage 1's draws, and it is a function of ``seed`` alone, so the run is reproducible.
+    """
+    return int(np.random.SeedSequence([seed, 4]).generate_state(1, dtype=np.uint32)[0])
+
+
+def _run_two_stage(cfg: RunConfig, data: RunData, out: Path | None, device: torch.device,
+                   commit: str | None, progress: bool) -> RunResult:
+    """Ladder step IV (supplement §3): retrain on crops around Grad-CAM activations.
+
+    1. Stage 1: a step-III network (``build_model``, top-k head, deviation loss, no σ) trained on
+       the full images with :func:`fit` (seed ``cfg.seed``; checkpoint in ``<out>/stage1/``).
+    2. Grad-CAM of stage 1's full-image score (:func:`atac.gradcam.gradcam_maps`) on the training
+       normals and anomalies; Algorithm 1 boxes on the CAM (``crop_threshold``,
+       ``crop_full_fraction``); ``uint8`` crops resized back to the input size. Recomputed (not
+       stored) when a run resumes: it is deterministic given stage 1's weights.
+    3. Stage 2: a fresh network, same init road (``build_model``, ``cfg.weights``), trained with
+       :func:`fit` on the cropped training images (``BalancedBatches`` makes the CutMix
+       pseudo-anomalies from the cropped normals); its generators come from
+       :func:`stage2_seed` ``(cfg.seed)``; checkpoint in ``<out>``.
+    4. Test: :class:`atac.gradcam.GradCAMZoomNet` through :func:`evaluate_run` — score = mean of
+       stage 1's full-image score and stage 2's score of the Grad-CAM crop; zoom rates and pixel
+       AUROC from the test images' Grad-CAM.
+    The record adds ``gradcam_seconds`` (CAMs of the training images; the test CAMs are part of
+    ``eval_seconds``), ``stage1_train_seconds``, ``stage1_epoch_losses``, ``stage2_seed`` and the
+    training images' zoom rates; ``train_seconds`` sums both stages, ``epoch_losses`` are stage 2's.
+    ``model.pt`` holds both networks (``stage1.*``, ``stage2.*`` keys of one state dict).
+    """
+    from .gradcam import GradCAMZoomNet, crop_uint8, gradcam_boxes, gradcam_maps
+
+    seed_everything(cfg.seed)
+    stage1 = build_model(cfg)
+    s1_dir = out / STAGE1 if out is not None else None
+    if s1_dir is not None:
+        s1_dir.mkdir(exist_ok=True)
+    losses1, seconds1 = fit(stage1, data, cfg, device, s1_dir, progress)
+
+    t0 = time.perf_counter()
+    n = len(data.train_normal)
+    train_images = torch.cat([data.train_normal, data.train_anomalous])     # (Nn + M, 3, S, S) uint8
+    cams = gradcam_maps(stage1, train_images, device, cfg.eval_batch_size)  # (Nn + M, S, S)
+    boxes, zoom = gradcam_boxes(cams, cfg.crop_threshold, cfg.crop_full_fraction)
+    crops = crop_uint8(train_images, boxes, zoom)
+    gradcam_seconds = time.perf_counter() - t0
+    data2 = dataclasses.replace(data, train_normal=crops[:n], train_anomalous=crops[n:])
+
+    cfg2 = dataclasses.replace(cfg, seed=stage2_seed(cfg.seed))
+    seed_everything(cfg2.seed)
+    stage2 = build_model(cfg2)
+    losses2, seconds2 = fit(stage2, data2, cfg2, device, out, progress)
+
+    model = GradCAMZoomNet(stage1, stage2, cfg.crop_threshold, cfg.crop_full_fraction)
+    metrics, preds = evaluate_run(model, data, cfg, device)
+    record = _record(cfg, data, model, metrics, losses2, seconds1 + seconds2, device, commit)
+    record.update({
+        "stage1_train_seconds": round(seconds1, 2), "gradcam_seconds": round(gradcam_seconds, 2),
+        "stage1_epoch_losses": [round(v, 5) for v in losses1], "stage2_seed": cfg2.seed,
+        "train_zoom_rate_normal": float(zoom[:n].float().mean()),
+        "train_zoom_rate_anomalous": float(zoom[n:].float().mean()),
+    })
+    if out is not None:
+        _write_outputs(out, cfg, data, preds, model, record)
+    return RunResult(record, model, data, preds, out, losses2)
