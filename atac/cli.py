@@ -5,6 +5,7 @@
     atac methods   list the method recipes (the ablation ladder)
     atac data      synth | download | info
     atac summary   mean ± std over seeds of a results file
+    atac table     our results next to the paper's (table1), Markdown/CSV and a figure
     atac sweep     run a grid of runs (a paper_runs/*.yaml file), resumable, local pool or SLURM
     atac weights   fetch the offline ImageNet MobileNetV2 weights
 """
@@ -264,6 +265,34 @@ def cmd_sweep(args) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_table(args) -> int:
+    from .results import atomic_write_text, load_records
+    from .tables import ladder_order, render_table1, table1_figure, table1_rows
+
+    path = Path(args.results)
+    if not path.is_file():
+        raise ValueError(f"--results {path}: no such file (a .jsonl written by atac sweep)")
+    rows = table1_rows(load_records(path), metric=args.metric)
+    text = render_table1(rows, fmt=args.format)
+    if args.format == "markdown":
+        verdicts = ladder_order(rows)
+        if verdicts:
+            text += "\nLadder order (the paper: atac > deviation > weighted_ce > cutmix_bce), ten anomalies:\n"
+            text += "".join(f"- {v['dataset']} / {v['category']} ({v['backbone']}): {v['verdict']}\n"
+                            for v in verdicts)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    if args.figure:
+        import matplotlib
+        matplotlib.use("Agg")
+        table1_figure(rows, args.figure)
+        print(f"wrote {args.figure}", file=sys.stderr)
+    return 0
+
+
 def cmd_weights(args) -> int:
     from .weights import fetch_mobilenet_v2
 
@@ -337,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("results", help="a .jsonl file, one metrics.json record per line")
     r.add_argument("--metrics", nargs="+", default=["image_auroc", "image_auprc", "pixel_auroc"])
     r.set_defaults(func=cmd_summary)
+
+    tb = sub.add_parser("table", help="our results next to the paper's (Markdown or CSV, and a figure)",
+                        description="Render a results file (.jsonl from atac sweep) as the paper's "
+                                    "table: per dataset, category, method and number of anomalies, mean "
+                                    "± std over seeds, the paper's value (a copy shipped with atac, with "
+                                    "its citation) and the difference.")
+    tb.add_argument("which", choices=["table1"], help="table1: the ablation ladder (general setting)")
+    tb.add_argument("--results", required=True, help="a .jsonl results file")
+    tb.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    tb.add_argument("--metric", default="image_auroc", help="image_auroc (default), image_auprc, pixel_auroc")
+    tb.add_argument("--out", help="write the table to this file instead of printing it")
+    tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
+    tb.set_defaults(func=cmd_table)
 
     sw = sub.add_parser(
         "sweep", help="run a grid of runs from a sweep file (resumable; local pool or SLURM)",

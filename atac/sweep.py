@@ -350,13 +350,19 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
     if not work:
         pass
     elif executor == "local" and jobs == 1:
-        for r, cfg, out in work:
-            try:
-                rec = run_one(cfg, out, threads, None, use_cache)
-            except Exception as exc:  # a failed run is reported; the sweep goes on
-                finish(r, None, exc)
-            else:
-                finish(r, rec, None)
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            for r, cfg, out in work:
+                try:
+                    rec = run_one(cfg, out, threads, None, use_cache)
+                except Exception as exc:  # a failed run is reported; the sweep goes on
+                    finish(r, None, exc)
+                else:
+                    finish(r, rec, None)
+        finally:
+            torch.set_num_threads(before)
     elif executor == "local":
         _run_pool(work, jobs, threads, use_cache, finish)
     else:

@@ -1,0 +1,173 @@
+"""Sweeps: grid expansion, filters, the atomic results file, resuming, and every executor.
+
+Runs use the ``smoke`` budget on the session's small synthetic dataset (a couple of seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atac.cli import main
+from atac.results import load_records
+from atac.sweep import append_record, load_sweep, run_id, run_sweep, select, status
+
+
+def write_sweep(folder: Path, synth_root: Path, grid: list[dict], base: dict | None = None,
+                name: str = "t") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "results": f"results/{name}.jsonl",
+        "base": {"preset": "smoke", "data_root": str(synth_root), **(base or {})},
+        "grid": grid}))
+    return path
+
+
+def test_expansion_order_filters_and_ids(synth_root, tmp_path):
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": ["weave", "grid"], "method": ["deviation", "atac"],
+         "shots": 2, "seed": [0, 1]},
+        {"dataset": "synthetic", "category": "weave", "method": "atac", "shots": [1, 2], "seed": 0},
+        {"dataset": "synthetic", "category": "grid", "method": "atac", "shots": 3, "seed": 0,
+         "patch_area": [0.02, 0.1]},   # a pair-valued field is one value, not an axis
+    ])
+    sweep = load_sweep(path)
+    assert len(sweep.runs) == 8 + 1 + 1      # (weave, atac, 2 shots, seed 0) is in two blocks: once
+    assert [r.config.patch_area for r in sweep.runs if r.config.shots == 3] == [(0.02, 0.1)]
+    assert [r.config.seed for r in sweep.runs] == sorted(r.config.seed for r in sweep.runs)
+    assert len({r.run_id for r in sweep.runs}) == len(sweep.runs)
+    assert sweep.results == (tmp_path / "results" / "t.jsonl").resolve()
+    assert sweep.runs[0].config.epochs == 1 and sweep.runs[0].config.preset == "smoke"
+    assert len(select(sweep.runs, ["method=atac", "category=weave"])) == 3
+    assert len(select(sweep.runs, ["seed=1"])) == 4
+    with pytest.raises(ValueError, match="unknown config field 'colour'"):
+        select(sweep.runs, ["colour=red"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        select(sweep.runs, ["seed"])
+    # the id changes with the budget, not with the device or the data folder
+    cfg = sweep.runs[0].config
+    same = type(cfg).from_dict({**cfg.to_dict(), "device": "cpu", "data_root": "/elsewhere"})
+    other = type(cfg).from_dict({**cfg.to_dict(), "epochs": 2})
+    assert run_id(same) == run_id(cfg) != run_id(other)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ([{"dataset": "synthetic", "shots": 0}], "grid block 1: config field 'shots'"),
+    ([{"dataset": "synthetic", "seed": []}], "'seed' is an empty list"),
+    ([{"datset": "synthetic"}], "unknown config field"),
+])
+def test_bad_sweep_files_name_the_problem(synth_root, tmp_path, grid, message):
+    with pytest.raises(ValueError, match=message):
+        load_sweep(write_sweep(tmp_path, synth_root, grid))
+
+
+def test_unknown_top_level_key_and_unknown_method(synth_root, tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\ngrids: []\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        load_sweep(path)
+    sweep = load_sweep(write_sweep(tmp_path, synth_root, [{"method": ["atac", "nosuch"], "seed": 0}]))
+    with pytest.raises(ValueError, match="unknown method 'nosuch'"):
+        run_sweep(sweep, progress=False)
+    assert not sweep.results.exists()        # nothing ran
+
+
+def test_append_is_atomic_and_never_duplicates(tmp_path):
+    res = tmp_path / "r.jsonl"
+    assert append_record(res, {"sweep": {"run_id": "a"}, "image_auroc": 0.5})
+    assert not append_record(res, {"sweep": {"run_id": "a"}, "image_auroc": 0.9})
+    assert append_record(res, {"sweep": {"run_id": "b"}, "image_auroc": 0.7})
+    recs = load_records(res)
+    assert [r["sweep"]["run_id"] for r in recs] == ["a", "b"] and recs[0]["image_auroc"] == 0.5
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_local_sweep_resumes_without_redoing_and_pool_matches_serial(synth_root, tmp_path):
+    grid = [{"dataset": "synthetic", "category": "weave", "method": ["deviation", "atac"], "shots": 2,
+             "seed": [0, 1]}]
+    sweep = load_sweep(write_sweep(tmp_path, synth_root, grid))
+    # one thread everywhere: the same arithmetic in-process and in the pool's workers
+    first = run_sweep(sweep, only=["seed=0"], threads=1, progress=False)
+    assert (first.finished, first.skipped, first.failed) == (2, 0, {})
+    recs = load_records(sweep.results)
+    assert {r["sweep"]["run_id"] for r in recs} == {r.run_id for r in sweep.runs if r.config.seed == 0}
+    assert all(r["config"]["epochs"] == 1 and r["sweep"]["name"] == "t" for r in recs)
+    states = dict((r.run_id, s) for r, s in status(sweep))
+    assert sum(s.startswith("done") for s in states.values()) == 2
+    second = run_sweep(sweep, threads=1, progress=False)          # only the two seed-1 runs are left
+    assert (second.finished, second.skipped) == (2, 2)
+    again = run_sweep(sweep, progress=False)
+    assert (again.finished, again.skipped) == (0, 4)
+    serial = {r["sweep"]["run_id"]: r["image_auroc"] for r in load_records(sweep.results)}
+    assert len(serial) == 4 == len(load_records(sweep.results))
+    sessions = [json.loads(x) for x in sweep.results.with_name("t.sessions.jsonl").read_text().splitlines()]
+    assert [s["runs_finished"] for s in sessions] == [2, 2]
+
+    # the same runs on a pool of two workers (fresh results file and run folders) give the same AUROCs
+    pooled = load_sweep(sweep.file, runs_dir=tmp_path / "pool-runs", results=tmp_path / "pool.jsonl")
+    rep = run_sweep(pooled, jobs=2, threads=1, progress=False)
+    assert rep.finished == 4 and not rep.failed
+    pool = {r["sweep"]["run_id"]: r["image_auroc"] for r in load_records(pooled.results)}
+    assert pool.keys() == serial.keys()
+    for k in serial:
+        assert pool[k] == pytest.approx(serial[k], abs=1e-6)
+
+
+def test_a_failed_run_does_not_stop_the_sweep(synth_root, tmp_path, capsys):
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": ["weave", "nosuchcat"], "method": "deviation", "shots": 2,
+         "seed": 0}])
+    assert main(["sweep", str(path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: nosuchcat-deviation" in err and "1 runs finished" in err
+    assert len(load_records(tmp_path / "results" / "t.jsonl")) == 1
+
+
+def test_submitit_local_executor_runs_a_two_run_sweep(synth_root, tmp_path, capsys):
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2, "seed": [0, 1]}])
+    assert main(["sweep", str(path), "--executor", "submitit-local", "--jobs", "2", "--threads", "1",
+                 "--quiet"]) == 0
+    recs = load_records(tmp_path / "results" / "t.jsonl")
+    assert len(recs) == 2 and {r["seed"] for r in recs} == {0, 1}
+    assert all(r["sweep"]["executor"] == "submitit-local" for r in recs)
+    assert list((tmp_path / "runs" / "t" / "submitit").glob("*_result.pkl"))   # submitit ran them
+    assert main(["sweep", str(path), "--list"]) == 0
+    assert "2 runs: 2 done" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_finishes_without_losing_or_redoing_runs(synth_root, tmp_path):
+    grid = [{"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
+             "seed": [0, 1, 2, 3]}]
+    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 3, "steps_per_epoch": 3})
+    results = tmp_path / "results" / "t.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--jobs", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (results.is_file() and load_records(results)):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)      # the whole sweep, workers included, mid-way
+    proc.wait()
+    before = {r["sweep"]["run_id"]: r for r in load_records(results)}
+    assert 1 <= len(before) < 4
+    time.sleep(0.5)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = load_records(results)
+    ids = [r["sweep"]["run_id"] for r in after]
+    assert len(ids) == len(set(ids)) == 4
+    for r in after:                            # the runs finished before the kill were kept as they were
+        if r["sweep"]["run_id"] in before:
+            assert r == before[r["sweep"]["run_id"]]
+    assert f"{len(before)} already recorded" in done.stderr
