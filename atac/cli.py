@@ -6,6 +6,7 @@
     atac data      synth | download | info
     atac summary   mean ± std over seeds of a results file
     atac table     our results next to the paper's (table1), Markdown/CSV and a figure
+    atac reproduce train a recorded run again from its recorded config and compare
     atac sweep     run a grid of runs (a paper_runs/*.yaml file), resumable, local pool or SLURM
     atac weights   fetch the offline ImageNet MobileNetV2 weights
 """
@@ -293,6 +294,27 @@ def cmd_table(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .sweep import reproduce
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists():
+        raise ValueError(f"--out {out} already holds a finished run; give a fresh folder")
+    old, new = reproduce(args.results, args.run_id, out, args.threads, args.data_root, not args.quiet)
+    print(f"{'metric':<12} {'recorded':>10} {'again':>10} {'difference':>11}")
+    worst = 0.0
+    for k in ("image_auroc", "image_auprc", "pixel_auroc"):
+        if old.get(k) is None or new.get(k) is None:
+            continue
+        d = new[k] - old[k]
+        worst = max(worst, abs(d)) if k == "image_auroc" else worst
+        print(f"{k:<12} {old[k]:>10.4f} {new[k]:>10.4f} {d:>+11.4f}")
+    ok = worst <= args.tolerance
+    print(f"image AUROC {'reproduced' if ok else 'NOT reproduced'} within {args.tolerance} "
+          f"(recorded at commit {old.get('git_commit')}, again at {new.get('git_commit')})")
+    return 0 if ok else 1
+
+
 def cmd_weights(args) -> int:
     from .weights import fetch_mobilenet_v2
 
@@ -379,6 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", help="write the table to this file instead of printing it")
     tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
     tb.set_defaults(func=cmd_table)
+
+    rp = sub.add_parser("reproduce", help="train a recorded run again and compare its AUROC",
+                        description="Take one record of a results file (by its run id, see `atac sweep "
+                                    "FILE --list`), train it again from its recorded config into --out, "
+                                    "and print recorded vs new metrics. Exit status 1 when image AUROC "
+                                    "differs by more than --tolerance.")
+    rp.add_argument("results", help="a .jsonl results file written by atac sweep")
+    rp.add_argument("run_id", help="the run id (its folder name in the sweep)")
+    rp.add_argument("--out", required=True, help="a fresh folder for the new run")
+    rp.add_argument("--threads", type=int, default=None,
+                    help="PyTorch threads (default: the recorded run's, for the same arithmetic)")
+    rp.add_argument("--data-root", help="folder holding the datasets (default: the recorded config's "
+                                        "data_root, else $ATAC_DATA_ROOT)")
+    rp.add_argument("--tolerance", type=float, default=0.01, help="allowed |AUROC difference| (0.01)")
+    rp.add_argument("--quiet", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
 
     sw = sub.add_parser(
         "sweep", help="run a grid of runs from a sweep file (resumable; local pool or SLURM)",

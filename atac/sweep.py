@@ -450,6 +450,37 @@ def _log_session(sweep: Sweep, report: SweepReport, jobs, threads, executor, onl
         atomic_write_text(path, old + json.dumps(entry) + "\n")
 
 
+def reproduce(results: str | Path, rid: str, out_dir: str | Path, threads: int | None = None,
+              data_root: str | None = None, progress: bool = True) -> tuple[dict, dict]:
+    """Train a recorded run again from its recorded config; return (recorded, new) records.
+
+    ``threads`` defaults to the recorded ``torch_threads`` (the same arithmetic, so on CPU the same
+    scores). ``out_dir`` must be a fresh folder (a finished folder is never overwritten).
+
+    Raises:
+        ValueError: no record with that run id in the file (the message lists a few ids).
+    """
+    import torch
+
+    from .train import run
+
+    records = recorded(Path(results))
+    if rid not in records:
+        some = ", ".join(sorted(records)[:5])
+        raise ValueError(f"{results}: no run '{rid}' (runs there: {some}{', ...' if len(records) > 5 else ''})")
+    old = records[rid]
+    cfg = RunConfig.from_dict(old["config"])
+    if data_root:
+        cfg.data_root = data_root
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads or old.get("torch_threads") or before))
+    try:
+        new = run(cfg, out_dir, progress=progress).metrics
+    finally:
+        torch.set_num_threads(before)
+    return old, new
+
+
 def status(sweep: Sweep, only: list[str] | None = None) -> list[tuple[SweepRun, str]]:
     """(run, "done" | "partial" (a checkpoint exists) | "pending") for every selected run."""
     done = recorded(sweep.results)

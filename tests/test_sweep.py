@@ -171,3 +171,19 @@ def test_a_killed_sweep_finishes_without_losing_or_redoing_runs(synth_root, tmp_
         if r["sweep"]["run_id"] in before:
             assert r == before[r["sweep"]["run_id"]]
     assert f"{len(before)} already recorded" in done.stderr
+
+
+def test_reproduce_a_recorded_run(synth_root, tmp_path, capsys):
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": "weave", "method": "atac", "shots": 2, "seed": 3}])
+    sweep = load_sweep(path)
+    run_sweep(sweep, threads=1, progress=False)
+    rid = sweep.runs[0].run_id
+    res = str(sweep.results)
+    assert main(["reproduce", res, rid, "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced within 0.01" in out and "+0.0000" in out
+    assert main(["reproduce", res, rid, "--out", str(tmp_path / "again"), "--quiet"]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert main(["reproduce", res, "nosuch", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert f"no run 'nosuch' (runs there: {rid})" in capsys.readouterr().err
