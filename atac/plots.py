@@ -1,6 +1,8 @@
-"""Figures the book uses: image grids, attention maps and zoomed crops, ROC curves, score histograms, loss curves.
+"""Figures the book uses: image grids, attention maps and zoomed crops, score maps, ROC curves,
+score histograms, loss curves; and the small text pieces that go with them on a page (a source
+listing, the facts of a run).
 
-Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
+Every figure function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
 figure state, no ``plt.show``), so it works under any backend: a notebook displays the returned
 figure, a script calls ``fig.savefig(path)``. Nothing here computes a metric or a crop of its own:
 the crop is :func:`atac.cropping.crop_and_resize` (Algorithm 1 of the supplement), the upsampling
@@ -87,7 +89,7 @@ def image_grid(images, titles: Sequence[str] | None = None, labels=None, ncols: 
 
 
 def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[str] | None = None,
-                   masks=None, zoom=None) -> Figure:
+                   masks=None, zoom=None, map_name: str = "attention") -> Figure:
     """Per image: the input, its attention map with the crop box, and the zoomed crop.
 
     One column per image, three rows:
@@ -110,6 +112,8 @@ def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[
         titles: N strings (e.g. defect types or file names), or None.
         masks: bool (N, 1, S, S) or (N, S, S) ground-truth masks, or None; drawn as contours.
         zoom: bool (N,) (``Predictions.zoom``), or None: then every box is treated as a crop.
+        map_name: what the maps are, for the row label (e.g. ``"Grad-CAM"`` for ladder step IV,
+            whose ``Predictions.attention`` holds the Grad-CAM maps the crops come from).
     Returns:
         A Figure of 3 rows × N columns.
     Raises:
@@ -178,10 +182,11 @@ def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("input", fontsize=9)
-    axes[1, 0].set_ylabel("attention + crop box", fontsize=9)
+    axes[1, 0].set_ylabel(f"{map_name} + crop box", fontsize=9)
     axes[2, 0].set_ylabel("zoomed view", fontsize=9)
     if im is not None:
-        fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="A / max A")
+        fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="A / max A" if map_name == "attention"
+                     else f"{map_name} / max")
     return fig
 
 
@@ -274,3 +279,151 @@ def loss_curve(epoch_losses: Sequence[float], title: str | None = None) -> Figur
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     return fig
+
+
+def map_grid(images, maps, labels=None, titles: Sequence[str] | None = None, masks=None,
+             map_name: str = "score map", cmap: str = "inferno") -> Figure:
+    """Per image: the input, and a map of the network's over it (e.g. the anomaly mapping layer's
+    score map of ladder steps I–III, which have no attention crop).
+
+    Two rows: the input (with the ground-truth mask contour when ``masks`` is given), and the map,
+    bilinearly upsampled to the image size (:func:`atac.evaluate.upsample_maps`) and overlaid.
+    All maps share **one** colour scale (from the smallest to the largest value shown), so a map
+    that is high everywhere looks high: a per-image scale would make every map look alike.
+
+    Args:
+        images: uint8 (N, 3, S, S) tensor or array.
+        maps: (N, h, w) or (N, 1, h, w) real-valued maps (e.g. ``score_map[:, 0]`` of
+            :meth:`atac.models.ATACNet.score_pass`, or its absolute value, which top-k scoring ranks).
+        labels: (N,) 0 normal / 1 anomalous, or None (title colours, as in :func:`attention_grid`).
+        titles: N strings, or None.
+        masks: bool (N, 1, S, S) or (N, S, S) ground-truth masks, or None; drawn as contours.
+        map_name: the colour bar's and the row's label.
+        cmap: a matplotlib colour map name.
+    Returns:
+        A Figure of 2 rows × N columns and one colour bar.
+    Raises:
+        ValueError: N is 0, the arguments disagree on N, or images are not square (N, 3, S, S).
+    """
+    imgs = torch.as_tensor(_np(images))
+    if imgs.ndim != 4 or imgs.shape[1] != 3 or imgs.shape[2] != imgs.shape[3]:
+        raise ValueError(f"images must be square (N, 3, S, S), got {tuple(imgs.shape)}")
+    n, S = imgs.shape[0], imgs.shape[2]
+    if n == 0:
+        raise ValueError("map_grid needs at least one image")
+    mp = torch.as_tensor(_np(maps)).float()
+    if mp.ndim == 4 and mp.shape[1] == 1:
+        mp = mp[:, 0]
+    if mp.ndim != 3 or mp.shape[0] != n:
+        raise ValueError(f"maps must be (N={n}, h, w), got {tuple(mp.shape)}")
+    y = _labels(labels, n) if labels is not None else None
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"expected {n} titles, got {len(titles)}")
+    m = _np(masks).astype(bool).reshape(n, S, S) if masks is not None else None
+    up = upsample_maps(mp, S).numpy()                                    # (N, S, S)
+    lo, hi = float(up.min()), float(up.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    fig = Figure(figsize=(2.1 * n, 4.6), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    im = None
+    for i in range(n):
+        top, bot = axes[0, i], axes[1, i]
+        rgb = _hwc(imgs[i])
+        top.imshow(rgb)
+        bot.imshow(rgb)
+        im = bot.imshow(up[i], cmap=cmap, alpha=0.6, vmin=lo, vmax=hi)
+        if m is not None and m[i].any():
+            for ax in (top, bot):
+                ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
+        parts = []
+        if y is not None:
+            parts.append("anomalous" if y[i] else "normal")
+        if titles is not None:
+            parts.append(str(titles[i]))
+        top.set_title("\n".join(parts), fontsize=8,
+                      color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        for ax in (top, bot):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input", fontsize=9)
+    axes[1, 0].set_ylabel(map_name, fontsize=9)
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label=f"{map_name} (one scale for all)")
+    return fig
+
+
+def example_indices(samples: Sequence, n_normal: int = 3) -> list[int]:
+    """Which test images a chapter shows: the first ``n_normal`` normal ones, then the first
+    anomalous one of each defect type (in test-set order), so every page shows the same images.
+
+    Args:
+        samples: the test set's :class:`atac.data.Sample` list (``RunData.split.test``); each has
+            ``label`` (0/1) and ``defect_type``.
+        n_normal: how many normal images.
+    Returns:
+        Indices into ``samples``: normals first, then one per defect type.
+    """
+    normal = [i for i, s in enumerate(samples) if s.label == 0][:n_normal]
+    first: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        if s.label == 1:
+            first.setdefault(s.defect_type, i)
+    return normal + list(first.values())
+
+
+def source_block(obj) -> str:
+    """The library's source of ``obj`` as a Markdown code block headed by its file, for a page to
+    display (``IPython.display.Markdown(source_block(f))``): the book shows the code that ran,
+    never a copy of it.
+
+    Args:
+        obj: a function, method, class or module of the library (decorators such as
+            ``@torch.no_grad()`` are looked through).
+    Returns:
+        Markdown text: "From `atac/<file>`:" and a fenced ``python`` block.
+    Raises:
+        TypeError, OSError: ``inspect`` cannot find the source (a built-in, or an object made at
+            run time).
+    """
+    import inspect
+    from pathlib import Path
+
+    obj = inspect.unwrap(obj)
+    src = inspect.getsource(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    root = Path(__file__).resolve().parent.parent
+    where = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    return f"From `{where}`:\n\n````python\n{src.rstrip()}\n````"
+
+
+def run_facts(record: dict, profile: str | None = None) -> dict[str, object]:
+    """The facts a page states about one run, from its results record (``RunResult.metrics``),
+    ready to ``myst_nb.glue`` one by one, so no number on a page is typed by hand.
+
+    Args:
+        record: a results record (``metrics.json`` dict: metrics, ``config``, counts, timings).
+        profile: the book build profile that executed the page, or None.
+    Returns:
+        ``image_auroc``, ``image_auprc`` (floats), ``pixel_auroc`` (text: "n/a" when the run has
+        none), ``train_seconds`` (float), ``method``, ``dataset``, ``category``, ``backbone``,
+        ``weights_source``, ``budget`` (text, :func:`atac.tables.budget`), ``n_test`` ("21 normal
+        and 47 anomalous"), ``shots``, ``seed`` (ints), and ``profile`` when given.
+    Raises:
+        KeyError: the record lacks one of these fields (it is not an ``atac`` results record).
+    """
+    from .tables import budget
+
+    pix = record["pixel_auroc"]
+    facts: dict[str, object] = {
+        "image_auroc": float(record["image_auroc"]), "image_auprc": float(record["image_auprc"]),
+        "pixel_auroc": "n/a" if pix is None else f"{pix:.3f}",
+        "train_seconds": float(record["train_seconds"]),
+        "method": record["method"], "dataset": record["dataset"], "category": record["category"],
+        "backbone": record["backbone"], "weights_source": record["weights_source"],
+        "budget": budget(record),
+        "n_test": f"{record['n_test_normal']} normal and {record['n_test_anomalous']} anomalous",
+        "shots": int(record["shots"]), "seed": int(record["seed"]),
+    }
+    if profile is not None:
+        facts["profile"] = profile
+    return facts
