@@ -8,9 +8,10 @@ Usage (from anywhere; ``make book`` calls this with the .venv's python)::
 For each chapter of :data:`CHAPTERS`:
 
 1. ``book/<name>.md`` (a MyST-markdown notebook, jupytext) is converted to a temporary ``.ipynb``;
-2. papermill executes it with the ``python3`` kernel, working directory ``book/``, and the
-   parameters ``book/params/<profile>.yaml`` gives for the chapter, plus ``profile`` (and
-   ``out_dir`` = ``_build/runs/<profile>/<name>`` unless the profile names one);
+2. papermill executes it with the ``python3`` kernel, working directory ``book/`` (for every
+   chapter, also those in sub-folders such as ``book/ladder/``), and the parameters
+   :func:`chapter_params` takes from ``book/params/<profile>.yaml`` for the chapter, plus
+   ``profile`` (and ``out_dir`` = ``_build/runs/<profile>/<name>`` unless the profile names one);
 3. the executed notebook is written to ``book/executed/<name>.ipynb``, the file the table of
    contents points at. On a cell error the executed notebook is kept as
    ``book/executed/<name>.failed.ipynb`` (the execution report: it shows the failing cell and its
@@ -42,7 +43,17 @@ BOOK = ROOT / "book"
 EXECUTED = BOOK / "executed"
 PARAMS = BOOK / "params"
 BUILD = ROOT / "_build"
-CHAPTERS = ["step_by_step"]  # notebook chapters, in book/<name>.md; the toc lists book/executed/<name>
+# Notebook chapters, in book/<name>.md, in the order of the table of contents, which lists them as
+# book/executed/<name>. A name may hold a folder ("ladder/step1_cutmix_bce").
+CHAPTERS = [
+    "step_by_step",
+    "ladder/step1_cutmix_bce",
+    "ladder/step2_weighted_ce",
+    "ladder/step3_deviation",
+    "ladder/step4_gradcam_zoom",
+    "ladder/step5_atac",
+    "table1",
+]
 KERNEL = "python3"
 
 
@@ -63,11 +74,21 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def _sections() -> set[str]:
+    """The keys a profile may have: every chapter, and every folder of a chapter (``"ladder/"``)."""
+    folders = {name[:i + 1] for name in CHAPTERS for i, c in enumerate(name) if c == "/"}
+    return set(CHAPTERS) | folders
+
+
 def load_params(profile: str) -> dict[str, dict]:
-    """``book/params/<profile>.yaml`` as ``{chapter: {parameter: value}}``.
+    """``book/params/<profile>.yaml`` as ``{section: {parameter: value}}``.
+
+    A section is a chapter name (``step_by_step``, ``ladder/step3_deviation``) or a folder of
+    chapters ending in ``/`` (``ladder/``), whose parameters every chapter in that folder gets;
+    :func:`chapter_params` merges them.
 
     Raises:
-        BuildError: the file is missing, unreadable, or names an unknown chapter.
+        BuildError: the file is missing, unreadable, or names an unknown chapter or folder.
     """
     path = PARAMS / f"{profile}.yaml"
     if not path.is_file():
@@ -80,11 +101,22 @@ def load_params(profile: str) -> dict[str, dict]:
         raise BuildError(f"{path.relative_to(ROOT)}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise BuildError(f"{path.relative_to(ROOT)}: expected {{chapter: {{parameter: value}}}}")
-    unknown = sorted(set(data) - set(CHAPTERS))
+    unknown = sorted(set(data) - _sections())
     if unknown:
         raise BuildError(f"{path.relative_to(ROOT)}: unknown chapter(s) {', '.join(unknown)}; "
-                         f"chapters: {', '.join(CHAPTERS)}")
+                         f"chapters: {', '.join(CHAPTERS)} (or a folder of them, e.g. 'ladder/')")
     return data
+
+
+def chapter_params(params: dict[str, dict], name: str) -> dict:
+    """The parameters of chapter ``name``: its folders' sections (outermost first), then its own
+    section, later keys overriding earlier ones (``ladder/`` then ``ladder/step3_deviation``)."""
+    out: dict = {}
+    for i, c in enumerate(name):
+        if c == "/":
+            out.update(params.get(name[:i + 1], {}))
+    out.update(params.get(name, {}))
+    return out
 
 
 def check_kernel() -> None:
@@ -134,16 +166,17 @@ def execute_chapter(name: str, params: dict, profile: str) -> float:
     src = BOOK / f"{name}.md"
     if not src.is_file():
         raise BuildError(f"chapter '{name}': source {src.relative_to(ROOT)} does not exist")
-    EXECUTED.mkdir(parents=True, exist_ok=True)
     final = EXECUTED / f"{name}.ipynb"
+    final.parent.mkdir(parents=True, exist_ok=True)
     failed = EXECUTED / f"{name}.failed.ipynb"
     # out_dir relative to the chapter's working directory (book/), so no machine path is printed
+    stem = name.replace("/", "-")
     parameters = {"out_dir": os.path.relpath(BUILD / "runs" / profile / name, BOOK), **params,
                   "profile": profile}
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"atac-book-{name}-") as tmp:
-        source_nb = Path(tmp) / f"{name}.ipynb"
-        output_nb = Path(tmp) / f"{name}.executed.ipynb"
+    with tempfile.TemporaryDirectory(prefix=f"atac-book-{stem}-") as tmp:
+        source_nb = Path(tmp) / f"{stem}.ipynb"
+        output_nb = Path(tmp) / f"{stem}.executed.ipynb"
         jupytext.write(jupytext.read(src), source_nb, fmt="ipynb")
         try:
             pm.execute_notebook(str(source_nb), str(output_nb), parameters=parameters,
@@ -209,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = [args.only] if args.only else CHAPTERS
         for name in todo:
             print(f"[book] executing {name} (profile {args.profile}) ...", flush=True)
-            seconds = execute_chapter(name, params.get(name, {}), args.profile)
+            seconds = execute_chapter(name, chapter_params(params, name), args.profile)
             glue = glued_values(EXECUTED / f"{name}.ipynb")
             timings["chapters"][name] = {"seconds": round(seconds, 1), "glue": glue}
             print(f"[book] {name}: {seconds:.1f} s", flush=True)

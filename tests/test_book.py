@@ -1,14 +1,18 @@
-"""The book: table of contents, parameter profiles, the figures it uses, and one chapter executed.
+"""The book: table of contents, parameter profiles, the figures it uses, and every chapter executed.
 
-The slow test executes ``book/step_by_step.md`` with papermill and the ``ci`` profile's tiny
-parameters (synthetic data, smoke budget, random weights) into a temporary folder, exactly as
-``book/build.py`` does, and checks that the values the text glues exist.
+The slow tests execute every notebook chapter of the table of contents with papermill and the
+``ci`` profile's tiny parameters (synthetic data, smoke budget, random weights) into a temporary
+folder, as ``book/build.py`` does, and check that every value the text refers to with ``{glue:...}``
+was glued, plus the chapter's key numbers. The Table 1 chapter runs twice: on a missing results
+file (it must fall back and say so) and on a small ladder results file made here.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +25,21 @@ ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 GLUED = ("image_auroc", "image_auprc", "pixel_auroc", "train_seconds", "dataset", "category",
          "profile", "shots", "seed", "weights_source")
+LADDER_GLUED = GLUED + ("method", "backbone", "budget", "n_test")
+# per chapter: the values it must glue (beyond those its text refers to) and the method it trains
+EXPECTED = {
+    "step_by_step": (GLUED, None),
+    "ladder/step1_cutmix_bce": (LADDER_GLUED, "cutmix_bce"),
+    "ladder/step2_weighted_ce": (LADDER_GLUED, "weighted_ce"),
+    "ladder/step3_deviation": (LADDER_GLUED, "deviation"),
+    "ladder/step4_gradcam_zoom": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous",
+                                                  "train_zoom_rate_normal", "train_zoom_rate_anomalous"),
+                                  "gradcam_zoom"),
+    "ladder/step5_atac": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous"), "atac"),
+    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups"), None),
+}
+MIN_FIGURES = {"step_by_step": 6, "table1": 1}  # ladder chapters: 3 or more
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z_][A-Za-z0-9_]*)|```\{glue(?::\w+)?\}\s+([A-Za-z_]\w*)")
 
 
 def _build_module():
@@ -99,12 +118,31 @@ def test_profiles_set_only_known_parameters(profile):
     jupytext = pytest.importorskip("jupytext")
     build = _build_module()
     params = build.load_params(profile)
-    assert set(params) <= set(build.CHAPTERS)
-    for name, values in params.items():
+    for name in build.CHAPTERS:
+        values = build.chapter_params(params, name)
         known = _parameter_names(_parameters_cells(jupytext.read(BOOK / f"{name}.md"))[0].source)
         unknown = set(values) - known
         assert not unknown, f"book/params/{profile}.yaml sets {unknown} unknown to chapter {name}"
         assert "profile" in known and "out_dir" in known
+    ladder = [n for n in build.CHAPTERS if n.startswith("ladder/")]
+    assert len(ladder) == 5
+    # one data set, budget and seed for the whole ladder, so its chapters can be compared
+    assert len({json.dumps(build.chapter_params(params, n), sort_keys=True) for n in ladder}) == 1
+
+
+def test_chapter_params_merge_folder_then_chapter(tmp_path, monkeypatch):
+    build = _build_module()
+    params = {"ladder/": {"seed": 1, "epochs": 2}, "ladder/step3_deviation": {"seed": 5},
+              "step_by_step": {"seed": 0}}
+    assert build.chapter_params(params, "ladder/step3_deviation") == {"seed": 5, "epochs": 2}
+    assert build.chapter_params(params, "ladder/step1_cutmix_bce") == {"seed": 1, "epochs": 2}
+    assert build.chapter_params(params, "step_by_step") == {"seed": 0}
+    assert build.chapter_params(params, "table1") == {}
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "PARAMS", tmp_path)
+    (tmp_path / "bad.yaml").write_text("nope/:\n  seed: 1\n")
+    with pytest.raises(build.BuildError, match="unknown chapter.*nope/"):
+        build.load_params("bad")
 
 
 def test_unknown_profile_is_a_clear_error():
@@ -145,14 +183,47 @@ def test_plots_return_figures():
         plots.attention_grid(imgs, attn[:2], boxes, labels)
     with pytest.raises(ValueError):
         plots.loss_curve([])
+    fig = plots.map_grid(imgs, torch.randn(n, 1, 3, 3), labels, titles=list("abcd"), masks=masks,
+                         map_name="|τ|")
+    assert isinstance(fig, Figure) and len(fig.axes) >= 2 * n
+    assert isinstance(plots.map_grid(imgs, torch.zeros(n, 3, 3)), Figure)  # a constant map
+    with pytest.raises(ValueError, match="maps"):
+        plots.map_grid(imgs, torch.rand(n - 1, 3, 3))
+    assert isinstance(plots.attention_grid(imgs, attn, boxes, labels, zoom=zoom, map_name="Grad-CAM"),
+                      Figure)
+
+
+def test_book_helpers_in_plots():
+    from types import SimpleNamespace
+
+    from atac import losses, plots
+
+    samples = [SimpleNamespace(label=lab, defect_type=t) for lab, t in
+               [(1, "hole"), (0, "good"), (0, "good"), (1, "hole"), (1, "scratch"), (0, "good"), (0, "good")]]
+    assert plots.example_indices(samples) == [1, 2, 5, 0, 4]
+    assert plots.example_indices(samples, n_normal=1) == [1, 0, 4]
+    text = plots.source_block(losses.deviation_loss)
+    assert text.startswith("From `atac/losses.py`:") and "def deviation_loss(" in text
+    assert text.rstrip().endswith("````")
+    record = {"pixel_auroc": None, "image_auroc": 0.75, "image_auprc": 0.5, "train_seconds": 3.2,
+              "method": "deviation", "dataset": "synthetic", "category": "weave",
+              "backbone": "mobilenet_v2", "weights_source": "none", "n_test_normal": 4,
+              "n_test_anomalous": 6, "shots": 10, "seed": 0,
+              "config": {"preset": "smoke", "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+                         "image_size": 64}}
+    facts = plots.run_facts(record, "ci")
+    assert facts["pixel_auroc"] == "n/a" and facts["image_auroc"] == 0.75 and facts["profile"] == "ci"
+    assert facts["n_test"] == "4 normal and 6 anomalous"
+    assert facts["budget"] == "smoke: 1 epochs × 2 steps, batch 4, 64 px"
+    assert "profile" not in plots.run_facts(record)
 
 
 # ----------------------------------------------------------------------------------------------
-# one chapter, executed (slow)
+# every chapter, executed (slow)
 
 
-@pytest.mark.slow
-def test_step_by_step_executes_with_ci_parameters(tmp_path, synth_root):
+def _execute(name: str, params: dict, tmp_path: Path):
+    """Execute ``book/<name>.md`` with papermill (cwd book/, like build.py); the executed notebook."""
     pm = pytest.importorskip("papermill")
     jupytext = pytest.importorskip("jupytext")
     nbformat = pytest.importorskip("nbformat")
@@ -162,32 +233,103 @@ def test_step_by_step_executes_with_ci_parameters(tmp_path, synth_root):
         KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
         pytest.skip(f"no 'python3' kernel: {sys.executable} -m ipykernel install --sys-prefix --name python3")
-    build = _build_module()
-    params = dict(build.load_params("ci")["step_by_step"])
-    params.update(data_root=str(synth_root), out_dir=str(tmp_path / "run"), profile="test")
-    src = tmp_path / "step_by_step.ipynb"
-    out = tmp_path / "step_by_step.executed.ipynb"
-    jupytext.write(jupytext.read(BOOK / "step_by_step.md"), src, fmt="ipynb")
+    stem = name.replace("/", "-")
+    src = tmp_path / f"{stem}.ipynb"
+    out = tmp_path / f"{stem}.executed.ipynb"
+    jupytext.write(jupytext.read(BOOK / f"{name}.md"), src, fmt="ipynb")
     pm.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3", cwd=str(BOOK),
                         progress_bar=False)  # raises PapermillExecutionError on any cell error
-
     nb = nbformat.read(out, as_version=4)
     assert len(_parameters_cells(nb)) == 1
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "profile = \"test\"" in injected[0].source
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    return nb
+
+
+def _glued(nb) -> dict[str, str]:
     glued = {}
     for c in nb.cells:
         for o in c.get("outputs", []):
             meta = o.get("metadata", {}).get("scrapbook")
             if meta:
-                glued[meta["name"]] = o["data"][meta.get("mime_prefix", "") + "text/plain"]
-    missing = [k for k in GLUED if k not in glued]
-    assert not missing, f"glued values missing: {missing}"
-    auroc = float(glued["image_auroc"])
-    assert 0.0 <= auroc <= 1.0
+                data = o["data"]
+                glued[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/markdown",
+                                               data.get(meta.get("mime_prefix", "") + "text/plain"))
+    return glued
+
+
+def _check_glue(name: str, nb) -> dict[str, str]:
+    glued = _glued(nb)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    referenced = {a or b for a, b in GLUE_REF.findall(text)}
+    missing = sorted((referenced | set(EXPECTED[name][0])) - set(glued))
+    assert not missing, f"{name}: glued values missing: {missing}"
+    return glued
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n != "table1"])
+def test_training_chapter_executes_with_ci_parameters(name, tmp_path, synth_root):
+    build = _build_module()
+    assert set(EXPECTED) == set(build.CHAPTERS), "EXPECTED must name every chapter of the book"
+    params = build.chapter_params(build.load_params("ci"), name)
+    params.update(data_root=str(synth_root), out_dir=str(tmp_path / "run"), profile="test")
+    nb = _execute(name, params, tmp_path)
+    glued = _check_glue(name, nb)
+    assert 0.0 <= float(glued["image_auroc"]) <= 1.0
     assert glued["profile"] == "'test'"
+    method = EXPECTED[name][1]
+    if method is not None:
+        assert glued["method"] == repr(method)
+        record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        assert record["method"] == method and record["config"]["extra"]["book_chapter"] == name
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert pngs >= 6, f"expected the chapter's figures as PNG outputs, found {pngs}"
+    assert pngs >= MIN_FIGURES.get(name, 3), f"{name}: expected figures as PNG outputs, found {pngs}"
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_table1_chapter_falls_back_when_the_sweep_has_no_results(tmp_path):
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "table1")
+    params.update(results=str(tmp_path / "not-yet.jsonl"), out_dir=str(tmp_path / "out"), profile="test")
+    nb = _execute("table1", params, tmp_path)
+    glued = _check_glue("table1", nb)
+    fallback = ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl"
+    assert glued["results_file"] == repr("paper_runs/results/first-runs-cpu.jsonl")
+    assert int(glued["n_records"]) == len(fallback.read_text().splitlines())
+    assert "holds no records yet" in glued["source_note"]
+    assert (tmp_path / "out" / "table1.csv").is_file() and (tmp_path / "out" / "table1.png").is_file()
+
+
+@pytest.mark.slow
+def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
+    """A small ladder (four Table 1 methods, two seeds, on MVTec AD grid) made from a recorded run:
+    the chapter must render it and state, for each claim, supported / not supported / not resolved."""
+    from atac.results import load_records
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    auroc = {"cutmix_bce": (0.70, 0.72), "weighted_ce": (0.80, 0.84), "deviation": (0.95, 0.96),
+             "atac": (0.90, 0.91)}
+    lines = []
+    for method, values in auroc.items():
+        for seed, v in enumerate(values):
+            rec = dict(base, method=method, seed=seed, image_auroc=v, dataset="mvtec_ad", category="grid",
+                       setting="general", shots=10)
+            lines.append(json.dumps(rec))
+    results = tmp_path / "ladder.jsonl"
+    results.write_text("\n".join(lines) + "\n")
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "table1")
+    params.update(results=str(results), out_dir=None, profile="test")
+    nb = _execute("table1", params, tmp_path)
+    glued = _check_glue("table1", nb)
+    assert int(glued["n_records"]) == 8 and "sweep's own results file" in glued["source_note"]
+    claims = glued["claims"]
+    assert "cannot tell" not in claims
+    assert "does not hold: deviation 0.955 > atac 0.905" in claims
+    assert "(II > I): supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110)" in claims
+    assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050)" in claims
+    assert "(the paper: 0.988 vs 0.947)" in claims
