@@ -26,7 +26,8 @@ class Predictions:
     """Model outputs on a set of images (CPU tensors).
 
     scores, score_full: (N,); score_zoom: (N,) or None; attention: (N, h, w);
-    boxes: (N, 4) or None; zoom: bool (N,) or None.
+    boxes: (N, 4) or None; zoom: bool (N,) or None; heads: name -> (N,) head scores of a
+    multi-head model (DRA), else None.
     """
 
     scores: torch.Tensor
@@ -35,16 +36,22 @@ class Predictions:
     attention: torch.Tensor
     boxes: torch.Tensor | None
     zoom: torch.Tensor | None
+    heads: dict[str, torch.Tensor] | None = None
 
 
 @torch.inference_mode()
 def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "cpu",
             batch_size: int = 32) -> Predictions:
-    """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results on the CPU."""
+    """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results on the CPU.
+
+    ``model`` is any network returning an :class:`~atac.models.Output` (ATACNet, GradCAMZoomNet,
+    DRANet, whose per-head scores are collected in ``heads``).
+    """
     model.eval()
     model.to(memory_format=torch.channels_last)  # as in training (atac.train.MEMORY_FORMAT)
     parts: dict[str, list] = {k: [] for k in ("score", "score_full", "score_zoom", "attention",
                                               "boxes", "zoom")}
+    heads: dict[str, list] = {}
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(device, non_blocking=True).float().div_(255)
         out = model(x.contiguous(memory_format=torch.channels_last))
@@ -52,12 +59,14 @@ def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "
             v = getattr(out, k)
             parts[k].append(None if v is None else v.detach().float().cpu() if v.dtype != torch.bool
                             else v.cpu())
+        for h, v in (getattr(out, "heads", None) or {}).items():  # DRA's per-head scores
+            heads.setdefault(h, []).append(v.detach().float().cpu())
 
     def cat(k):
         return None if parts[k][0] is None else torch.cat(parts[k])
 
     return Predictions(cat("score"), cat("score_full"), cat("score_zoom"), cat("attention"),
-                       cat("boxes"), cat("zoom"))
+                       cat("boxes"), cat("zoom"), {h: torch.cat(v) for h, v in heads.items()} or None)
 
 
 def image_metrics(labels, scores) -> dict[str, float]:

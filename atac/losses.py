@@ -5,12 +5,22 @@ Deviation loss (Pang, Shen, van den Hengel, KDD 2019; DevNet 2021; DRA 2022), hi
     L   = (1 - y) |dev| + y max(0, k - dev),  k = 5.
 The ATAC-Net supplement prints ``y (k - |dev|)`` without the clamp; that form is unbounded below,
 so atac follows DevNet's and DRA's published hinge (NOTES.md; the book says so).
+
+DRA (Ding, Pang, Shen, CVPR 2022, §3) trains each of its four heads with this loss on its own
+subset of the batch and with its own targets (:func:`dra_head_losses`); that needs to know which
+batch slot is a normal, a real anomaly or a pseudo-anomaly (:data:`SLOT_NORMAL`, ...).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+# What a training batch slot holds (atac.train.BalancedBatches gives one code per slot).
+SLOT_NORMAL, SLOT_ANOMALY, SLOT_PSEUDO = 0, 1, 2   # normal, real (seen) anomaly, CutMix pseudo-anomaly
+DRA_HEADS = ("seen", "pseudo", "residual", "normality")
 
 
 def deviation_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 5.0,
@@ -52,3 +62,46 @@ def weighted_ce_loss(logits: torch.Tensor, labels: torch.Tensor,
                     torch.tensor(weights[0], device=logits.device)).to(logits.dtype)
     per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
     return (w * per).sum() / w.sum()
+
+
+def dra_head_losses(heads: dict[str, torch.Tensor], slots: torch.Tensor,
+                    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DRA's four head losses (Ding, Pang, Shen, CVPR 2022, §3.2-3.4; NOTES.md "DRA").
+
+    Each head is trained with ``loss`` (the deviation loss) on the slots DRA shows it, with its
+    own targets (1 = the class the head should score high):
+
+    ============  ==============================  =====================================
+    head          slots used                      target 1 for
+    ============  ==============================  =====================================
+    seen          normals + real anomalies        real anomalies (pseudo-anomalies left out)
+    pseudo        normals + pseudo-anomalies      pseudo-anomalies (real anomalies left out)
+    residual      all                             any anomaly (real or pseudo)
+    normality     all                             normals (so normals score high)
+    ============  ==============================  =====================================
+
+    Args:
+        heads: name (:data:`DRA_HEADS`) -> (B,) scores of the batch.
+        slots: (B,) integer codes :data:`SLOT_NORMAL` / :data:`SLOT_ANOMALY` / :data:`SLOT_PSEUDO`.
+        loss: ``loss(scores (n,), labels (n,)) -> 0-d tensor``; called once per head, in the order
+            of :data:`DRA_HEADS` (a loss that draws a random reference draws four times per step).
+    Returns:
+        name -> 0-d loss; a head whose subset is empty gets 0 (and ``loss`` is not called for it).
+    Raises:
+        ValueError: a head is missing, or shapes differ.
+    """
+    missing = [h for h in DRA_HEADS if h not in heads]
+    if missing:
+        raise ValueError(f"dra_head_losses: missing head(s) {', '.join(missing)}")
+    if any(heads[h].shape != slots.shape for h in DRA_HEADS):
+        raise ValueError(f"dra_head_losses: head scores and slots (shape {tuple(slots.shape)}) differ in shape")
+    normal, real, pseudo = slots == SLOT_NORMAL, slots == SLOT_ANOMALY, slots == SLOT_PSEUDO
+    every = torch.ones_like(normal)
+    plan = {"seen": (~pseudo, real), "pseudo": (~real, pseudo),
+            "residual": (every, ~normal), "normality": (every, normal)}
+    out = {}
+    for name in DRA_HEADS:
+        keep, target = plan[name]
+        s = heads[name][keep]
+        out[name] = loss(s, target[keep].to(s.dtype)) if s.numel() else heads[name].sum() * 0.0
+    return out

@@ -6,7 +6,9 @@ Algorithm 2, as atac runs it (NOTES.md fills what the supplement leaves to the l
    becomes a CutMix pseudo-anomaly (labelled anomalous) with probability ``pseudo_prob`` — and half
    are the M real anomalies, drawn with replacement.
 3. a1 = score(x); x_c = crop(x, attention(x)); a2 = score(x_c); a = (a1 + a2) / 2 (zoom recipes).
-4. The recipe's loss (deviation loss for ATAC-Net); Adam, StepLR, gradient clipping.
+4. The recipe's loss (deviation loss for ATAC-Net); Adam, StepLR, gradient clipping. A model with a
+   ``training_loss(batch, loss)`` method (DRA, :mod:`atac.models.dra`) computes the step's loss
+   itself from the batch (slots: normal / real anomaly / pseudo-anomaly, reference normals).
 A checkpoint is written atomically after every epoch; a run started again in the same output
 folder resumes from it (same config required) and reaches the same result as an uninterrupted run.
 """
@@ -33,7 +35,7 @@ from .data.preprocess import prepare
 from .data.pseudo import cutmix
 from .data.splits import Split, make_split
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
-from .losses import bce_loss, deviation_loss, weighted_ce_loss
+from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss
 from .methods import get_method
 from .models import ATACNet, build_model
 from .results import git_commit, machine, package_versions, write_csv, write_json
@@ -105,18 +107,38 @@ def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True)
                    torch.tensor([s.label for s in split.test]), time.perf_counter() - t0)
 
 
+class Batch(tuple):
+    """One training batch. Unpacks as ``x, y`` (what most recipes train on) and also carries:
+
+    x: float (B, 3, S, S) in [0, 1]; y: float (B,) 0 normal / 1 anomalous (real or pseudo);
+    slots: long (B,) :data:`~atac.losses.SLOT_NORMAL` (0) / ``SLOT_ANOMALY`` (1, a real anomaly) /
+    ``SLOT_PSEUDO`` (2, a CutMix pseudo-anomaly); ref: float (R, 3, S, S) reference normals, or
+    None (drawn only when ``BalancedBatches(n_ref=R)``, R > 0: DRA).
+    """
+
+    def __new__(cls, x: torch.Tensor, y: torch.Tensor, slots: torch.Tensor,
+                ref: torch.Tensor | None = None) -> "Batch":
+        self = super().__new__(cls, (x, y))
+        self.x, self.y, self.slots, self.ref = x, y, slots, ref
+        return self
+
+
 class BalancedBatches:
     """Balanced mini-batches (Algorithm 2, line 2), all randomness from one seeded generator.
 
     ``normals`` and ``anomalies`` are ``uint8`` (N, 3, S, S) tensors on the training device.
-    ``next()`` gives (x float (B, 3, S, S) in [0, 1], y float (B,)).
+    ``next()`` gives a :class:`Batch`: unpacked, (x float (B, 3, S, S) in [0, 1], y float (B,)),
+    plus what each slot holds (``slots``) and, with ``n_ref`` > 0, ``n_ref`` reference normals drawn
+    with replacement after the batch (DRA). With ``n_ref=0`` the generator is used exactly as before
+    the slots and references existed (same batches, same stream).
     """
 
     def __init__(self, normals: torch.Tensor, anomalies: torch.Tensor, cfg: RunConfig,
-                 generator: torch.Generator):
+                 generator: torch.Generator, n_ref: int = 0):
         self.normals, self.anomalies, self.cfg, self.gen = normals, anomalies, cfg, generator
+        self.n_ref = n_ref
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self) -> Batch:
         cfg, gen = self.cfg, self.gen
         n_norm = cfg.batch_size // 2
         n_anom = cfg.batch_size - n_norm
@@ -126,6 +148,7 @@ class BalancedBatches:
         xn = self.normals[i_n.to(dev)].float().div_(255)
         xa = self.anomalies[i_a.to(dev)].float().div_(255)
         yn = torch.zeros(n_norm)
+        sn = torch.full((n_norm,), SLOT_NORMAL, dtype=torch.long)
         if cfg.pseudo_anomaly and cfg.pseudo_prob > 0:
             flip = torch.rand(n_norm, generator=gen) < cfg.pseudo_prob
             for j in torch.nonzero(flip).flatten().tolist():
@@ -136,8 +159,14 @@ class BalancedBatches:
                 xn[j], box = cutmix(xn[j], gen, source, cfg.patch_area, cfg.patch_ratio, cfg.patch_jitter)
                 if box is not None:
                     yn[j] = 1.0
+                    sn[j] = SLOT_PSEUDO
         y = torch.cat([yn, torch.ones(n_anom)]).to(dev)
-        return torch.cat([xn, xa]), y
+        slots = torch.cat([sn, torch.full((n_anom,), SLOT_ANOMALY, dtype=torch.long)]).to(dev)
+        ref = None
+        if self.n_ref > 0:
+            i_r = torch.randint(0, len(self.normals), (self.n_ref,), generator=gen)
+            ref = self.normals[i_r.to(dev)].float().div_(255)
+        return Batch(torch.cat([xn, xa]), y, slots, ref)
 
 
 def make_loss(cfg: RunConfig, generator: torch.Generator) -> Callable:
@@ -178,6 +207,10 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         out_dir: Path | None = None, progress: bool = True) -> tuple[list[float], float]:
     """Train ``model`` in place (Algorithm 2), resuming from ``out_dir/checkpoint.pt`` if present.
 
+    The same loop for every recipe: ``loss(model(x).score, y)``, or ``model.training_loss(batch,
+    loss)`` where the model has one (DRA); ``model.batch_reference_size`` (DRA) asks
+    :class:`BalancedBatches` for that many reference normals per batch.
+
     Returns:
         (mean loss per epoch, training seconds summed over resumptions).
     Raises:
@@ -212,7 +245,9 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         torch.set_rng_state(state["torch_rng"])
         start_epoch, losses, seconds = state["epoch"], state["losses"], state["seconds"]
     model.to(device, memory_format=torch.channels_last)  # see MEMORY_FORMAT
-    batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen)
+    # a model that scores against reference normals (DRA) says how many it wants per batch
+    batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen,
+                              n_ref=getattr(model, "batch_reference_size", 0))
     loss_fn = make_loss(cfg, ref_gen)
     total = cfg.epochs * cfg.steps_per_epoch
     bar = tqdm(total=total, initial=start_epoch * cfg.steps_per_epoch, desc=f"train {cfg.method}",
@@ -222,9 +257,13 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         model.train()
         running = torch.zeros((), device=device)
         for _ in range(cfg.steps_per_epoch):
-            x, y = batches.next()
-            out = model(x.contiguous(memory_format=torch.channels_last))
-            loss = loss_fn(out.score, y)
+            batch = batches.next()
+            if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
+                loss = model.training_loss(batch, loss_fn)
+            else:
+                x, y = batch
+                out = model(x.contiguous(memory_format=torch.channels_last))
+                loss = loss_fn(out.score, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -246,17 +285,22 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
 
 
 def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
-    """``scores.csv``: path,label,defect_type,score,score_full,score_zoom,zoomed (one row per image)."""
-    write_csv(path, ["path", "label", "defect_type", "score", "score_full", "score_zoom", "zoomed"],
+    """``scores.csv``: path,label,defect_type,score,score_full,score_zoom,zoomed (one row per image),
+    then ``score_<head>`` columns for a multi-head model (DRA: seen, pseudo, residual, normality)."""
+    heads = list(preds.heads or {})
+    write_csv(path, ["path", "label", "defect_type", "score", "score_full", "score_zoom", "zoomed"]
+              + [f"score_{h}" for h in heads],
               [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
                 f"{float(preds.score_full[i]):.6g}",
                 "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
-                "" if preds.zoom is None else int(preds.zoom[i]))
+                "" if preds.zoom is None else int(preds.zoom[i]),
+                *(f"{float(preds.heads[h][i]):.6g}" for h in heads))
                for i, s in enumerate(samples)])
 
 
 def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device) -> tuple[dict, Predictions]:
-    """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map."""
+    """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map (plus the zoom
+    rates of a zoom recipe and ``head_auroc`` of a multi-head one)."""
     t0 = time.perf_counter()
     preds = predict(model, data.test_images, device, cfg.eval_batch_size)
     metrics = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
@@ -266,6 +310,11 @@ def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.de
         lab = data.test_labels.bool()
         metrics["zoom_rate_normal"] = float(preds.zoom[~lab].float().mean())
         metrics["zoom_rate_anomalous"] = float(preds.zoom[lab].float().mean())
+    if preds.heads:  # multi-head model (DRA): each head's own image AUROC; a normality head ranks by -score
+        metrics["head_auroc"] = {
+            h: image_metrics(data.test_labels.numpy(),
+                             (-v if h == "normality" else v).numpy())["image_auroc"]
+            for h, v in preds.heads.items()}
     metrics["eval_seconds"] = time.perf_counter() - t0
     return metrics, preds
 
@@ -364,6 +413,8 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
         return _run_two_stage(cfg, data, out, device, commit, progress)
     seed_everything(cfg.seed)
     model = build_model(cfg)
+    if hasattr(model, "set_reference"):  # DRA: its fixed, seeded test reference set of training normals
+        model.set_reference(data.train_normal)
     losses, train_seconds = fit(model, data, cfg, device, out, progress)
     metrics, preds = evaluate_run(model, data, cfg, device)
     record = _record(cfg, data, model, metrics, losses, train_seconds, device, commit)
@@ -384,6 +435,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "pixel_auroc": metrics["pixel_auroc"],
         "zoom_rate_normal": metrics.get("zoom_rate_normal"),
         "zoom_rate_anomalous": metrics.get("zoom_rate_anomalous"),
+        **({"head_auroc": metrics["head_auroc"]} if "head_auroc" in metrics else {}),
         "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),
