@@ -27,7 +27,7 @@ HELP = {
     "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
     "category": "category: an MVTec AD category (grid, ...) or a synthetic one (weave, ...)",
     "data_root": "folder holding <dataset>/... (default: $ATAC_DATA_ROOT; synthetic: the atac cache)",
-    "method": "method recipe (see `atac methods`): atac, gradcam_zoom, deviation, cutmix_bce, weighted_ce",
+    "method": "method recipe (see `atac methods`): atac, gradcam_zoom, deviation, cutmix_bce, weighted_ce, dra",
     "backbone": "resnet50 (the paper's) | resnet18 | mobilenet_v2",
     "weights": "imagenet | none | path to a state-dict file",
     "shots": "M, the number of real anomalies used in training (general setting: drawn from all types)",

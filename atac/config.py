@@ -18,6 +18,12 @@ import yaml
 
 DATASETS = ("synthetic", "mvtec_ad", "magnetic_tile")
 BACKBONES = ("resnet50", "resnet18", "mobilenet_v2")
+PYRAMID_RESIZE = ("bilinear", "nearest", "area")
+# Fields read by the ``dra`` method only. ``to_dict`` writes them for DRA runs only, so that the
+# config dict (records, checkpoints, sweep run ids) of every other method is what it was before
+# these fields existed; ``from_dict`` fills them from the defaults when absent.
+DRA_FIELDS = ("dra_scales", "dra_ref_size", "dra_pyramid_resize", "dra_residual_conv",
+              "dra_holistic_hidden")
 SETTINGS = ("general", "hard")
 NORMALIZATIONS = {
     # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.
@@ -46,7 +52,7 @@ class RunConfig:
     mask_threshold: int = 127           # masks: pixel > threshold is anomalous (Magnetic Tile is soft)
 
     # --- model ---
-    method: str = "atac"                # a recipe of atac.methods (atac, deviation, cutmix_bce, weighted_ce)
+    method: str = "atac"                # a recipe of atac.methods (atac, deviation, ..., dra)
     backbone: str = "resnet50"          # resnet50 (paper) | resnet18 | mobilenet_v2
     weights: str = "imagenet"           # imagenet | none | path to a state-dict file
     topk_ratio: float = 0.1             # top-k scoring: mean of the top 10% |scores| (DevNet)
@@ -70,6 +76,13 @@ class RunConfig:
     lr_step: int = 10                   # StepLR step, in epochs
     lr_gamma: float = 0.1
     grad_clip: float = 1.0
+
+    # --- DRA (method dra; Ding, Pang, Shen, CVPR 2022; see atac.models.dra) ---
+    dra_scales: int = 2                 # feature-pyramid scales: input sizes S, S/2, ...; head scores averaged
+    dra_ref_size: int = 5               # reference normals: drawn per batch (training), one fixed draw (test)
+    dra_pyramid_resize: str = "bilinear"  # how the image is downsized for scale s > 0 (bilinear | nearest | area)
+    dra_residual_conv: bool = True      # residual head: 3x3 conv + BN + ReLU before its 1x1 scoring layer
+    dra_holistic_hidden: int = 256      # normality head: hidden width of its two-layer MLP on pooled features
 
     # --- pre-processing (supplement §2) ---
     image_size: int = 224
@@ -184,11 +197,28 @@ class RunConfig:
             raise bad("mt_test_normals", "must be in (0, 1)")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", "must be auto, cpu, cuda or cuda:N")
+        if not 1 <= self.dra_scales <= 4:
+            raise bad("dra_scales", "must be 1, 2, 3 or 4")
+        for name in ("dra_ref_size", "dra_holistic_hidden"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        if self.dra_pyramid_resize not in PYRAMID_RESIZE:
+            raise bad("dra_pyramid_resize", f"must be one of {', '.join(PYRAMID_RESIZE)}")
+        if self.method == "dra" and self.image_size // 2 ** (self.dra_scales - 1) < 32:
+            raise bad("dra_scales", f"the smallest pyramid scale of image_size={self.image_size} would "
+                      "be under 32 pixels; use fewer scales or a larger image_size")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML/JSON-safe dict (tuples become lists)."""
+        """A plain, YAML/JSON-safe dict (tuples become lists).
+
+        The DRA-only fields (:data:`DRA_FIELDS`) are written for ``method == "dra"`` only: every
+        other method's dict is the same as before those fields existed (same records, same resume
+        checks, same sweep run ids); :meth:`from_dict` gives absent fields their defaults.
+        """
         d = dataclasses.asdict(self)
+        if self.method != "dra":
+            d = {k: v for k, v in d.items() if k not in DRA_FIELDS}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -251,11 +281,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a few seconds, offline: for tests, the CI profile of the book and a first try (random weights)
     "smoke": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "image_size": 64,
               "eval_batch_size": 16, "backbone": "mobilenet_v2", "weights": "none"},
+    # DRA as its paper ran it (Ding, Pang, Shen, CVPR 2022, implementation details; schedule and
+    # optimiser as NOTES.md gives the lineage's): ResNet-18 (ImageNet) at 448 px with a two-scale
+    # pyramid (448 and 224), five reference normals, ImageNet normalisation and no CLAHE (DRA's
+    # pre-processing, not ATAC-Net's), 30 epochs of 20 steps of batch 48, Adam 2e-4 / weight decay
+    # 1e-5 (its code; its text prints 1e-3 / 1e-2), learning rate / 10 after 10 epochs. The image
+    # resize stays atac's (bicubic, Pillow); pseudo-anomalies, top-k and loss as in every recipe.
+    "dra": {"method": "dra", "backbone": "resnet18", "image_size": 448, "normalization": "imagenet",
+            "clahe": False, "epochs": 30, "steps_per_epoch": 20, "batch_size": 48, "lr": 2e-4,
+            "weight_decay": 1e-5, "lr_step": 10, "lr_gamma": 0.1, "dra_scales": 2, "dra_ref_size": 5},
 }
 
 
 def preset(name: str) -> RunConfig:
-    """The config of preset ``name`` (``paper``, ``cpu``, ``smoke``); ``ValueError`` if unknown."""
+    """The config of preset ``name`` (``paper``, ``cpu``, ``smoke``, ``dra``); ``ValueError`` if unknown."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return RunConfig(preset=name, **PRESETS[name])

@@ -5,6 +5,10 @@ and which loss trains it; the model, the data and the training loop are shared. 
 (``gradcam_zoom``) is the one two-stage recipe: ``atac.train`` trains a step-III network, crops
 every image around its Grad-CAM activations (:mod:`atac.gradcam`) and trains a second network of the
 same recipe on the crops, with the same ``fit``.
+
+Beside the ladder, ``dra`` is the lineage's baseline DRA (Ding, Pang, Shen, CVPR 2022) on the same
+road: its own network (:class:`atac.models.dra.DRANet`, four heads on one backbone), trained by the
+same ``fit`` on the same balanced batches, each head with the deviation loss.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    step: str          # the supplement's ladder step
+    step: str          # the supplement's ladder step ("baseline": a lineage method, not a ladder step)
     summary: str
     attention: bool    # SAGAN self-attention block σ before the anomaly mapping layer
     zoom: bool         # Algorithm 1: score the attention crop too, final score = mean of the two
-    head: str          # "topk": top-k |score| (DevNet); "classifier": top-k pooled map + linear -> logit
+    head: str          # "topk": top-k |score| (DevNet); "classifier": top-k pooled map + linear -> logit;
+                       # "dra": DRA's four heads (atac.models.dra.DRANet)
     loss: str          # "deviation" | "bce" | "weighted_ce"
     two_stage: bool = False  # step IV: train, crop around Grad-CAM of the full-image score, retrain
 
@@ -36,6 +41,9 @@ METHODS: dict[str, Recipe] = {r.name: r for r in [
            "scores (not in Table 1)", False, False, "topk", "deviation", two_stage=True),
     Recipe("atac", "V", "ATAC-Net: self-attention block, attention crop (zoomed view) scored by the "
            "same network, mean of the two scores, deviation loss", True, True, "topk", "deviation"),
+    Recipe("dra", "baseline", "DRA (CVPR 2022): one backbone, four heads (seen, pseudo and latent-residual "
+           "abnormality, top-k scored; holistic normality), each trained with the deviation loss; score "
+           "= seen + pseudo + residual - normality; not a ladder step", False, False, "dra", "deviation"),
 ]}
 
 

@@ -156,7 +156,7 @@ def test_gradcam_boxes_follow_the_hot_region_and_crops_are_uint8():
 
 
 def test_methods_ladder_order_and_cli_lists_it(capsys):
-    assert list(METHODS) == ["cutmix_bce", "weighted_ce", "deviation", "gradcam_zoom", "atac"]
+    assert list(METHODS) == ["cutmix_bce", "weighted_ce", "deviation", "gradcam_zoom", "atac", "dra"]
     r = METHODS["gradcam_zoom"]
     assert r.step == "IV" and r.two_stage and not r.zoom and not r.attention and r.loss == "deviation"
     assert not any(m.two_stage for name, m in METHODS.items() if name != "gradcam_zoom")
