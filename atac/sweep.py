@@ -27,6 +27,7 @@ tests). The pre-processing cache (:mod:`atac.data.preprocess`) is shared by ever
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import fcntl
 import hashlib
@@ -168,7 +169,7 @@ def select(runs: list[SweepRun], only: list[str]) -> list[SweepRun]:
     Raises:
         ValueError: a filter that is not ``FIELD=VALUES`` or names an unknown field.
     """
-    names = set(RunConfig().to_dict())
+    names = {f.name for f in dataclasses.fields(RunConfig)}
     out = runs
     for f in only:
         key, sep, vals = f.partition("=")
