@@ -61,6 +61,8 @@ HELP = {
     "patch_ratio": "pseudo-anomaly patch aspect ratio (low high)",
     "patch_jitter": "colour jitter strength of the pasted patch",
     "eval_batch_size": "batch size for scoring the test set",
+    "amp": "mixed precision: auto (bf16 autocast on CUDA, float32 on CPU) | off | bf16",
+    "compile": "torch.compile the network for training (true/false; GPU path, off by default)",
 }
 CHOICES = {"dataset": DATASETS, "method": tuple(METHODS), "backbone": BACKBONES, "setting": SETTINGS,
            "normalization": tuple(NORMALIZATIONS), "patch_source": ("same", "other")}

@@ -103,6 +103,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     eval_batch_size: int = 32
+    amp: str = "auto"                   # auto: bf16 autocast on CUDA, float32 on CPU | off | bf16
+    compile: bool = False               # torch.compile the network for training (GPU path; optional)
     preset: str = "paper"               # the budget preset these values started from
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into the record
@@ -195,6 +197,8 @@ class RunConfig:
             raise bad("ce_weights", "must be two positive weights (genuine, anomaly)")
         if not 0.0 < self.mt_test_normals < 1.0:
             raise bad("mt_test_normals", "must be in (0, 1)")
+        if self.amp not in ("auto", "off", "bf16"):
+            raise bad("amp", "must be auto, off or bf16")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise bad("device", "must be auto, cpu, cuda or cuda:N")
         if not 1 <= self.dra_scales <= 4:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .models import ATACNet
+from .precision import autocast
 
 
 class SingleClassError(ValueError):
@@ -41,8 +42,10 @@ class Predictions:
 
 @torch.inference_mode()
 def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "cpu",
-            batch_size: int = 32) -> Predictions:
-    """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results on the CPU.
+            batch_size: int = 32, amp: str = "off") -> Predictions:
+    """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results (float32) on the CPU.
+
+    ``amp``: :mod:`atac.precision` (``auto`` = bf16 autocast on CUDA, float32 on CPU).
 
     ``model`` is any network returning an :class:`~atac.models.Output` (ATACNet, GradCAMZoomNet,
     DRANet, whose per-head scores are collected in ``heads``).
@@ -54,7 +57,8 @@ def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "
     heads: dict[str, list] = {}
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(device, non_blocking=True).float().div_(255)
-        out = model(x.contiguous(memory_format=torch.channels_last))
+        with autocast(amp, device):
+            out = model(x.contiguous(memory_format=torch.channels_last))
         for k in parts:
             v = getattr(out, k)
             parts[k].append(None if v is None else v.detach().float().cpu() if v.dtype != torch.bool

@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .precision import async_to
+
 # What a training batch slot holds (atac.train.BalancedBatches gives one code per slot).
 SLOT_NORMAL, SLOT_ANOMALY, SLOT_PSEUDO = 0, 1, 2   # normal, real (seen) anomaly, CutMix pseudo-anomaly
 DRA_HEADS = ("seen", "pseudo", "residual", "normality")
@@ -39,8 +41,9 @@ def deviation_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 5
     """
     if scores.shape != labels.shape:
         raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} differ in shape")
+    scores = scores.float()  # autocast (bf16) outputs: the loss is computed in float32
     if reference is None:
-        reference = torch.randn(ref_size, generator=generator, device="cpu").to(scores.device)
+        reference = async_to(torch.randn(ref_size, generator=generator, device="cpu"), scores.device)
     dev = (scores - reference.mean()) / reference.std()
     y = labels.to(scores.dtype)
     return ((1 - y) * dev.abs() + y * F.relu(margin - dev)).mean()
@@ -48,6 +51,7 @@ def deviation_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 5
 
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy on logits (B,) against 0/1 labels (B,) (ladder step I)."""
+    logits = logits.float()
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
@@ -57,9 +61,10 @@ def weighted_ce_loss(logits: torch.Tensor, labels: torch.Tensor,
 
     Normalised like ``torch.nn.functional.cross_entropy(weight=...)``: sum(w_i l_i) / sum(w_i).
     """
+    logits = logits.float()
     y = labels.to(logits.dtype)
-    w = torch.where(labels.bool(), torch.tensor(weights[1], device=logits.device),
-                    torch.tensor(weights[0], device=logits.device)).to(logits.dtype)
+    # scalar weights: no small host-to-device copies inside the training step
+    w = torch.where(labels.bool(), float(weights[1]), float(weights[0])).to(logits.dtype)
     per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
     return (w * per).sum() / w.sum()
 

@@ -50,7 +50,7 @@ from .results import atomic_write_text, git_commit, load_records, machine
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # config fields that may differ between a recorded run and the sweep's run of it
-IGNORED_FIELDS = {"device", "eval_batch_size", "extra", "data_root"}
+IGNORED_FIELDS = {"device", "eval_batch_size", "extra", "data_root", "amp", "compile"}
 
 
 @dataclass

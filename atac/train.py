@@ -37,6 +37,7 @@ from .data.splits import Split, make_split
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss
 from .methods import get_method
+from .precision import amp_name, async_to, autocast
 from .models import ATACNet, build_model
 from .results import git_commit, machine, package_versions, write_csv, write_json
 
@@ -46,7 +47,8 @@ from .results import git_commit, machine, package_versions, write_csv, write_jso
 MEMORY_FORMAT = "channels_last"
 
 # config fields that may change between an interrupted run and its resumption
-RESUME_FREE = {"device", "eval_batch_size", "extra"}
+# (execution choices: where and how fast, not what is computed)
+RESUME_FREE = {"device", "eval_batch_size", "extra", "amp", "compile"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,8 +147,8 @@ class BalancedBatches:
         i_n = torch.randint(0, len(self.normals), (n_norm,), generator=gen)
         i_a = torch.randint(0, len(self.anomalies), (n_anom,), generator=gen)
         dev = self.normals.device
-        xn = self.normals[i_n.to(dev)].float().div_(255)
-        xa = self.anomalies[i_a.to(dev)].float().div_(255)
+        xn = self.normals[async_to(i_n, dev)].float().div_(255)
+        xa = self.anomalies[async_to(i_a, dev)].float().div_(255)
         yn = torch.zeros(n_norm)
         sn = torch.full((n_norm,), SLOT_NORMAL, dtype=torch.long)
         if cfg.pseudo_anomaly and cfg.pseudo_prob > 0:
@@ -160,12 +162,12 @@ class BalancedBatches:
                 if box is not None:
                     yn[j] = 1.0
                     sn[j] = SLOT_PSEUDO
-        y = torch.cat([yn, torch.ones(n_anom)]).to(dev)
-        slots = torch.cat([sn, torch.full((n_anom,), SLOT_ANOMALY, dtype=torch.long)]).to(dev)
+        y = async_to(torch.cat([yn, torch.ones(n_anom)]), dev)
+        slots = async_to(torch.cat([sn, torch.full((n_anom,), SLOT_ANOMALY, dtype=torch.long)]), dev)
         ref = None
         if self.n_ref > 0:
             i_r = torch.randint(0, len(self.normals), (self.n_ref,), generator=gen)
-            ref = self.normals[i_r.to(dev)].float().div_(255)
+            ref = self.normals[async_to(i_r, dev)].float().div_(255)
         return Batch(torch.cat([xn, xa]), y, slots, ref)
 
 
@@ -249,6 +251,8 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen,
                               n_ref=getattr(model, "batch_reference_size", 0))
     loss_fn = make_loss(cfg, ref_gen)
+    # GPU path: bf16 autocast (cfg.amp), optionally a compiled network; the parameters are shared
+    step_model = torch.compile(model) if cfg.compile else model
     total = cfg.epochs * cfg.steps_per_epoch
     bar = tqdm(total=total, initial=start_epoch * cfg.steps_per_epoch, desc=f"train {cfg.method}",
                unit="step", disable=not progress, leave=False)
@@ -258,12 +262,13 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         running = torch.zeros((), device=device)
         for _ in range(cfg.steps_per_epoch):
             batch = batches.next()
-            if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
-                loss = model.training_loss(batch, loss_fn)
-            else:
-                x, y = batch
-                out = model(x.contiguous(memory_format=torch.channels_last))
-                loss = loss_fn(out.score, y)
+            with autocast(cfg.amp, device):
+                if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
+                    loss = model.training_loss(batch, loss_fn)
+                else:
+                    x, y = batch
+                    out = step_model(x.contiguous(memory_format=torch.channels_last))
+                    loss = loss_fn(out.score.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -302,7 +307,7 @@ def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.de
     """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map (plus the zoom
     rates of a zoom recipe and ``head_auroc`` of a multi-head one)."""
     t0 = time.perf_counter()
-    preds = predict(model, data.test_images, device, cfg.eval_batch_size)
+    preds = predict(model, data.test_images, device, cfg.eval_batch_size, cfg.amp)
     metrics = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
     metrics["pixel_auroc"] = pixel_auroc(preds.attention, data.test_masks, data.test_has_mask,
                                          data.test_labels)
@@ -444,6 +449,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "epoch_losses": [round(v, 5) for v in losses],
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "torch_threads": torch.get_num_threads(), "memory_format": MEMORY_FORMAT,
+        "precision": amp_name(cfg.amp, device), "compiled": cfg.compile,
         "git_commit": commit, "packages": package_versions(), "machine": machine(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data_folder": str(data.index.root),

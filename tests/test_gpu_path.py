@@ -1,0 +1,95 @@
+"""The GPU-path code (channels-last, bf16 autocast, batched crop, asynchronous copies, compile flag)
+gives the plain path's scores on CPU within float tolerance, and the CPU defaults stay float32."""
+
+from __future__ import annotations
+
+import torch
+
+from atac.config import preset
+from atac.cropping import attention_boxes, crop_and_resize
+from atac.models import build_model
+from atac.precision import amp_dtype, amp_name, async_to, autocast
+from atac.train import run
+
+
+def _model(method="atac", size=96):
+    cfg = preset("smoke")
+    cfg.method, cfg.image_size = method, size
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    # a mapping layer with real weight so that scores are not all ~0 (random-weight smoke networks)
+    with torch.no_grad():
+        model.mapping.weight.normal_(0, 1.0)
+    return model
+
+
+def test_amp_resolution():
+    assert amp_dtype("auto", "cpu") is None and amp_name("auto", "cpu") == "float32"
+    assert amp_dtype("off", "cpu") is None
+    assert amp_dtype("bf16", "cpu") is torch.bfloat16 and amp_name("bf16", "cpu") == "bfloat16"
+    try:
+        amp_dtype("fp8", "cpu")
+    except ValueError as exc:
+        assert "config field 'amp'" in str(exc)
+    else:
+        raise AssertionError("a bad amp value must be refused")
+
+
+def test_channels_last_gives_the_same_scores():
+    model = _model()
+    x = torch.rand(5, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = model(x)
+        cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(plain.score, cl.score, rtol=1e-4, atol=1e-6)
+    assert torch.equal(plain.zoom, cl.zoom) and torch.allclose(plain.boxes, cl.boxes)
+
+
+def test_bf16_autocast_stays_close_to_float32_on_cpu():
+    model = _model()
+    x = torch.rand(6, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model(x).score
+        with autocast("bf16", "cpu"):
+            low = model(x).score
+    assert low.dtype in (torch.bfloat16, torch.float32)
+    low = low.float()
+    # bfloat16 keeps 8 bits of mantissa: a few per cent, and the ranking of clearly separated scores
+    assert torch.allclose(low, ref, rtol=5e-2, atol=5e-2 * ref.abs().max().item())
+    with autocast("auto", "cpu"):          # the CPU default is full precision, bit for bit
+        same = model(x).score
+    assert torch.equal(same, ref)
+
+
+def test_batched_crop_equals_one_image_at_a_time():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 64, 64, generator=g)
+    attn = torch.rand(4, 8, 8, generator=g) ** 4
+    boxes, zoom = attention_boxes(attn, (64, 64), 0.5, 0.95)
+    batched = crop_and_resize(x, boxes, zoom)
+    single = torch.cat([crop_and_resize(x[i:i + 1], boxes[i:i + 1], zoom[i:i + 1]) for i in range(4)])
+    assert torch.allclose(batched, single, atol=1e-6)
+    cl = crop_and_resize(x.contiguous(memory_format=torch.channels_last), boxes, zoom)
+    assert torch.allclose(batched, cl, atol=1e-6)
+
+
+def test_async_copy_keeps_values():
+    t = torch.arange(10)
+    assert torch.equal(async_to(t, "cpu"), t)
+
+
+def test_a_bf16_run_on_cpu_records_its_precision_and_stays_close(synth_root, tmp_path):
+    def cfg(amp):
+        c = preset("smoke")
+        c.data_root, c.method, c.shots, c.amp = str(synth_root), "deviation", 2, amp
+        return c
+
+    full = run(cfg("off"), tmp_path / "fp32", progress=False)
+    low = run(cfg("bf16"), tmp_path / "bf16", progress=False)
+    assert full.metrics["precision"] == "float32" and low.metrics["precision"] == "bfloat16"
+    assert full.metrics["compiled"] is False
+    a, b = full.predictions.scores, low.predictions.scores
+    assert torch.allclose(a, b, rtol=1e-1, atol=1e-1 * a.abs().max().item())
+    # amp is an execution choice: the record's config differs only there
+    ca, cb = full.metrics["config"], low.metrics["config"]
+    assert {k for k in ca if ca[k] != cb[k]} == {"amp"}
