@@ -1,4 +1,5 @@
-"""Our results next to the paper's: Table 1 (the ablation ladder) as rows, Markdown/CSV and a figure.
+"""Our results next to the paper's: Table 1 (the ablation ladder) and Table 2 (the hard setting) as
+rows, Markdown/CSV and figures, and the paper's claims checked on them.
 
 The paper's numbers are the project's own copy of the supplement's tables, shipped as package data
 (``atac/published/table1.csv``, ``table2.csv``; see ``atac/published/README.md``). Ours come from
@@ -8,12 +9,18 @@ read with :func:`atac.results.load_records`).
 Rows are built in two steps that a Table 2 can reuse: :func:`_group` collects records into groups
 keyed by what must not be averaged together (dataset, category, backbone, budget, shots, method, and
 for Table 2 the known anomaly type), and :func:`_stats` turns a group into mean ± sample std.
+
+Table 1: :func:`published_table1`, :func:`table1_rows`, :func:`render_table1`, :func:`table1_figure`,
+:func:`ladder_order`. Table 2 (hard setting: DevNet, DRA, ATAC-Net per known defect type):
+:func:`published_table2`, :func:`table2_rows`, :func:`render_table2`, :func:`render_published_table2`,
+:func:`table2_figure`, :func:`table2_claims`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import statistics
 from importlib import resources
@@ -339,3 +346,477 @@ def _order_verdict(means: dict[str, float]) -> tuple[bool, str]:
             sign = ">" if means[lo] > means[hi] else "="
             broken.append(f"{lo} {means[lo]:.3f} {sign} {hi} {means[hi]:.3f}")
     return (not broken, "holds" if not broken else "does not hold: " + "; ".join(broken))
+
+
+# ============================================================================ Table 2: hard setting
+# Table 2 column -> our method name. The paper's DevNet column is DevNet as published (its numbers
+# are the ones the DRA paper printed); ours is the `deviation` recipe (step III: DevNet's top-k
+# scoring and deviation loss on our backbone), the closest thing atac trains.
+TABLE2_METHODS = {"devnet": "deviation", "dra": "dra", "atac_net": "atac"}
+TABLE2_ORDER = ("deviation", "dra", "atac")     # Table 2's column order
+PAPER_NAMES = {"deviation": "DevNet", "dra": "DRA", "atac": "ATAC-Net"}   # the paper's column names
+RIVALS = ("deviation", "dra")                   # what ATAC-Net is claimed to beat on unseen types
+MEAN = "mean"                                   # the known_type of a mean-over-types row
+# A printed mean further than this from the mean of its printed per-type values is an erratum
+# (three-decimal values: rounding alone moves a mean by at most 0.0005).
+ERRATUM_TOLERANCE = 0.001
+# Defect types per (dataset, category): a mean row over known types is made only when every type
+# of the class has a row. grid and Magnetic Tile checked with `atac data info`; tile and metal_nut
+# are Table 2's own; carpet is DRA's hard-setting class. Synthetic categories come from atac.data.synth.
+DEFECT_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("mvtec_ad", "carpet"): ("color", "cut", "hole", "metal_contamination", "thread"),
+    ("mvtec_ad", "grid"): ("bent", "broken", "glue", "metal_contamination", "thread"),
+    ("mvtec_ad", "metal_nut"): ("bent", "color", "flip", "scratch"),
+    ("mvtec_ad", "tile"): ("crack", "glue_strip", "gray_stroke", "oil", "rough"),
+    ("magnetic_tile", "magnetic_tile"): ("blowhole", "break", "crack", "fray", "uneven"),
+}
+TABLE2_KEYS = ("dataset", "category", "backbone", "budget", "shots", "known_type", "method")
+
+
+def _defect_types(dataset: str, category: str) -> tuple[str, ...] | None:
+    if (dataset, category) in DEFECT_TYPES:
+        return DEFECT_TYPES[(dataset, category)]
+    if dataset == "synthetic":
+        from .data.synth import CATEGORIES
+        return tuple(sorted(CATEGORIES.get(category, ()))) or None
+    return None
+
+
+def published_table2() -> list[dict]:
+    """The paper's Table 2 (supplement): image AUROC in the hard setting, per class, known type,
+    number of anomalies and method.
+
+    Source: ``atac/published/table2.csv`` (a copy of the supplement's Table 2: MVTec AD tile and
+    metal_nut, ResNet-50, the known anomalies all of one type and that type removed from the test
+    set). Values are as printed, errata included.
+
+    Returns:
+        One dict per (class, known type, shots, method), 2 classes × (5 + 1 or 4 + 1) rows × 2 shots
+        × 3 methods = 66: ``dataset`` ("mvtec_ad"), ``category`` (tile, metal_nut), ``known_type``
+        (a defect type, or "mean" for the paper's mean over the types), ``shots`` (1 or 10),
+        ``method`` (our name: deviation for the DevNet column, dra, atac), ``setting`` ("hard"),
+        ``backbone`` ("resnet50"), ``image_auroc`` (as printed), ``types_mean`` (mean rows: the mean
+        of the printed per-type values; else None) and ``erratum`` (a sentence where the printed
+        mean and ``types_mean`` differ by more than rounding — Tile, ten shots, DRA: printed 0.935,
+        the types average 0.953; else None).
+    """
+    out = []
+    for line in _published_csv("table2.csv"):
+        for column, method in TABLE2_METHODS.items():
+            out.append({"dataset": "mvtec_ad", "category": line["class"],
+                        "known_type": line["known_anomaly_type"], "shots": int(line["shots"]),
+                        "method": method, "setting": "hard", "backbone": "resnet50",
+                        "image_auroc": float(line[column]), "types_mean": None, "erratum": None})
+    for r in out:
+        if r["known_type"] != MEAN:
+            continue
+        vals = [p["image_auroc"] for p in out if p["known_type"] != MEAN and
+                (p["category"], p["shots"], p["method"]) == (r["category"], r["shots"], r["method"])]
+        r["types_mean"] = statistics.fmean(vals)
+        if abs(r["types_mean"] - r["image_auroc"]) > ERRATUM_TOLERANCE:
+            r["erratum"] = (f"erratum: the paper prints {r['image_auroc']:.3f} as the mean of "
+                            f"{r['category']}, {r['shots']} shots, {r['method']}, but its {len(vals)} "
+                            f"per-type values average {r['types_mean']:.3f}")
+    return out
+
+
+def _paper2_lookup() -> dict[tuple[str, str, int, str], dict]:
+    return {(p["category"], p["known_type"], p["shots"], p["method"]): p for p in published_table2()}
+
+
+def _method2_key(method: str) -> tuple:
+    return (TABLE2_ORDER.index(method), "") if method in TABLE2_ORDER else (len(TABLE2_ORDER), method)
+
+
+def _type_key(known_type: str) -> tuple:
+    return (known_type == MEAN, known_type)
+
+
+def table2_rows(records: list[dict], metric: str = "image_auroc",
+                types: dict[tuple[str, str], list[str]] | None = None) -> list[dict]:
+    """Our hard-setting results per (dataset, category, backbone, budget, shots, known type,
+    method), with the paper's Table 2 value beside them, plus a mean over the known types.
+
+    Args:
+        records: results records (``metrics.json`` dicts). Each needs ``method``, ``backbone``,
+            ``dataset``, ``category``, ``setting``, ``shots``, ``seed`` and ``metric``; a hard-setting
+            record also needs ``known_type``. General-setting records are left out; records of
+            different backbones or budgets are never averaged together.
+        metric: the record key to summarise (the paper's values are image AUROC only).
+        types: {(dataset, category): every defect type} for classes not in :data:`DEFECT_TYPES`
+            (or to override it); a mean row is made only when all types of the class are known.
+    Returns:
+        Per-type rows sorted by dataset, category, backbone, budget, shots, known type (the mean
+        last), then method (deviation, dra, atac; others after): ``dataset``, ``category``,
+        ``backbone``, ``budget`` (str), ``shots``, ``known_type``, ``method``, ``metric``, ``n``
+        (seeds), ``seeds``, ``values``, ``mean``, ``std`` (sample std; None when n = 1), ``paper``
+        (the supplement's Table 2 value for an MVTec AD tile/metal_nut row; else None),
+        ``paper_types_mean`` (mean rows: the mean of the paper's per-type values), ``erratum`` (the
+        sentence of :func:`published_table2` where the printed mean is wrong; else None), ``diff``
+        (mean − paper, or None) and ``n_types`` (1 on a per-type row).
+        A mean row (``known_type`` "mean") per (dataset, category, backbone, budget, shots, method)
+        whose rows cover every defect type of the class: ``mean`` = the mean over types of the
+        per-type means (as the paper averages); ``values`` = per seed, the mean over types, for the
+        seeds every type has (``n``, ``seeds``, ``std`` over those; std None when fewer than two);
+        ``n_types`` = the number of types.
+    Raises:
+        ValueError: the list is empty, a record lacks a required key (named), no record is of the
+            hard setting, a hard record has no known type, or one seed appears twice in a group.
+    """
+    _check(records, metric)
+    hard = [r for r in records if r["setting"] == "hard"]
+    if not hard:
+        found = sorted({str(r["setting"]) for r in records})
+        raise ValueError(f"no hard-setting records (settings found: {', '.join(found)})")
+    for i, r in enumerate(hard):
+        if not r.get("known_type"):
+            raise ValueError(f"hard-setting record ({r['method']}/{r['dataset']}/{r['category']}, seed "
+                             f"{r['seed']}) has no known_type")
+        if r["known_type"] == MEAN:
+            raise ValueError(f"a record's known_type is '{MEAN}', the name of the mean rows")
+    paper = _paper2_lookup() if metric == "image_auroc" else {}
+    rows = []
+    for key, recs in _group(hard, TABLE2_KEYS).items():
+        row = {**dict(zip(TABLE2_KEYS, key)), "metric": metric, **_stats(recs, metric)}
+        rows.append(_with_paper(row, paper, n_types=1))
+    # means over known types
+    per_class: dict[tuple, list[dict]] = {}
+    for r in rows:
+        per_class.setdefault(tuple(r[k] for k in TABLE2_KEYS if k != "known_type"), []).append(r)
+    for key, prs in per_class.items():
+        dataset, category = key[0], key[1]
+        want = (types or {}).get((dataset, category)) or _defect_types(dataset, category)
+        have = {r["known_type"] for r in prs}
+        if not want or not set(want) <= have:
+            continue
+        prs = [r for r in prs if r["known_type"] in set(want)]
+        common = set.intersection(*(set(r["seeds"]) for r in prs))
+        seeds = sorted(common, key=str)
+        by_seed = [{s: v for s, v in zip(r["seeds"], r["values"])} for r in prs]
+        values = [statistics.fmean(b[s] for b in by_seed) for s in seeds]
+        row = {**dict(zip([k for k in TABLE2_KEYS if k != "known_type"], key)), "known_type": MEAN,
+               "metric": metric, "n": len(seeds), "seeds": seeds, "values": values,
+               "mean": statistics.fmean(r["mean"] for r in prs),
+               "std": statistics.stdev(values) if len(values) > 1 else None}
+        rows.append(_with_paper(row, paper, n_types=len(prs)))
+    rows.sort(key=lambda r: (str(r["dataset"]), str(r["category"]), str(r["backbone"]), r["budget"],
+                             r["shots"], _type_key(r["known_type"]), _method2_key(r["method"])))
+    return rows
+
+
+def _with_paper(row: dict, paper: dict, n_types: int) -> dict:
+    p = paper.get((row["category"], row["known_type"], row["shots"], row["method"])) \
+        if row["dataset"] == "mvtec_ad" else None
+    row["paper"] = p["image_auroc"] if p else None
+    row["paper_types_mean"] = p["types_mean"] if p else None
+    row["erratum"] = p["erratum"] if p else None
+    row["diff"] = row["mean"] - row["paper"] if p else None
+    row["n_types"] = n_types
+    return row
+
+
+def _caption2(rows: list[dict]) -> str:
+    ours = sorted({f"{r['backbone']} ({r['budget']})" for r in rows})
+    return (f"Image AUROC, hard setting (the known anomalies all of one defect type, that type removed "
+            f"from the test set, so every test anomaly is of a type never seen in training); ours as "
+            f"mean ± sample std (n seeds), \"mean\" = the mean over the known types. Paper: {CITATION}, "
+            f"Table 2 — the paper's own numbers (ResNet-50; its DevNet column is DevNet as published, "
+            f"set against our `deviation` recipe). Ours: {'; '.join(ours)}.")
+
+
+ERRATUM_MARK = "†"
+
+
+def _paper_cell(value: float | None, types_mean: float | None, erratum: str | None) -> str:
+    if value is None:
+        return MISSING
+    if erratum:
+        return f"{value:.3f} {ERRATUM_MARK} (types: {types_mean:.3f})"
+    return f"{value:.3f}"
+
+
+def _erratum_note(errata: list[str]) -> str:
+    return "".join(f"\n{ERRATUM_MARK} {e[0].upper()}{e[1:]}; both are shown, the printed value first "
+                   f"(Δ is against the printed value).\n" for e in errata)
+
+
+def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
+    """Rows of :func:`table2_rows` as text.
+
+    Args:
+        rows: from :func:`table2_rows`.
+        fmt: ``"markdown"``: a caption citing the paper, then a table of ``mean ± std (n)``, the
+            paper's value and Δ = ours − paper ("—" where there is none); backbone and budget columns
+            only when they vary. The paper's erratum (Tile, ten shots, DRA mean: printed 0.935, its
+            types average 0.953) is shown as ``0.935 † (types: 0.953)`` with a † note under the
+            table. ``"csv"``: header + one line per row with plain columns (empty where None; seeds
+            joined by ";"), including ``paper_types_mean`` and ``erratum``.
+    Returns:
+        The text, ending in a newline.
+    Raises:
+        ValueError: no rows, or an unknown ``fmt``.
+    """
+    if not rows:
+        raise ValueError("no rows to render")
+    if fmt == "csv":
+        cols = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
+                "n_types", "n", "seeds", "mean", "std", "paper", "paper_types_mean", "diff", "erratum"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r[c] is None else (";".join(map(str, r[c])) if c == "seeds" else r[c])
+                        for c in cols])
+        return buf.getvalue()
+    if fmt != "markdown":
+        raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
+    keys = ["dataset", "category"] + [k for k in ("backbone", "budget")
+                                      if len({r[k] for r in rows}) > 1] + ["shots", "known_type", "method"]
+    head = keys + ["ours", "paper", "Δ"]
+    lines = [_caption2(rows), "", "| " + " | ".join(h.replace("_", " ") for h in head) + " |",
+             "|" + "|".join("---:" if h in ("shots", "ours", "paper", "Δ") else "---" for h in head) + "|"]
+    for r in rows:
+        ours = f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if r["std"] is not None else "") + f" ({r['n']})"
+        cells = [MISSING if r[k] is None else r[k] for k in keys]
+        if r["known_type"] == MEAN:
+            cells[keys.index("known_type")] = f"**mean** ({r['n_types']} types)"
+        cells += [ours, _paper_cell(r["paper"], r["paper_types_mean"], r["erratum"]), _f(r["diff"], "+.3f")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    errata = sorted({r["erratum"] for r in rows if r["erratum"]})
+    return "\n".join(lines) + "\n" + _erratum_note(errata)
+
+
+def render_published_table2(fmt: str = "markdown") -> str:
+    """The paper's Table 2 as it is printed (one line per class, known type and shots; DevNet, DRA,
+    ATAC-Net columns), for showing it where we have no runs.
+
+    ``"markdown"``: a caption citing the paper and the table, the erratum marked † with both values
+    and a note; ``"csv"``: the rows of :func:`published_table2`. Raises ValueError on another fmt.
+    """
+    pub = published_table2()
+    if fmt == "csv":
+        cols = ["dataset", "category", "known_type", "shots", "method", "image_auroc", "types_mean", "erratum"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in pub:
+            w.writerow(["" if r[c] is None else r[c] for c in cols])
+        return buf.getvalue()
+    if fmt != "markdown":
+        raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
+    by = {(p["category"], p["known_type"], p["shots"], p["method"]): p for p in pub}
+    names = PAPER_NAMES
+    lines = [f"Image AUROC, hard setting, ResNet-50 — the paper's numbers as printed. Source: "
+             f"{CITATION}, Table 2.", "",
+             "| class | shots | known type | " + " | ".join(names[m] for m in TABLE2_ORDER) + " |",
+             "|---|---:|---|" + "---:|" * len(TABLE2_ORDER)]
+    seen = []
+    for p in pub:
+        key = (p["category"], p["shots"], p["known_type"])
+        if key in seen:
+            continue
+        seen.append(key)
+        cells = [_paper_cell(by[(key[0], key[2], key[1], m)]["image_auroc"],
+                             by[(key[0], key[2], key[1], m)]["types_mean"],
+                             by[(key[0], key[2], key[1], m)]["erratum"]) for m in TABLE2_ORDER]
+        kt = f"**{MEAN}**" if key[2] == MEAN else key[2]
+        lines.append(f"| {key[0]} | {key[1]} | {kt} | " + " | ".join(cells) + " |")
+    errata = sorted({p["erratum"] for p in pub if p["erratum"]})
+    return "\n".join(lines) + "\n" + "".join(
+        f"\n{ERRATUM_MARK} {e[0].upper()}{e[1:]}; both are shown, the printed value first.\n" for e in errata)
+
+
+def table2_figure(rows: list[dict], path=None) -> Figure:
+    """Per known type: our means ± std and the paper's values, one panel per (dataset, category,
+    shots).
+
+    Known types on the x axis (then "mean" where there is a mean row; for the paper's classes the
+    paper's types are always shown, so its values appear even where we have no run). One series per
+    method (colour: deviation, dra, atac; with several backbones/budgets, one series per method and
+    setup, marker shape by setup), offset sideways. Ours: filled points with error bars (sample std;
+    none for n = 1). The paper's Table 2 value: a hollow circle of the method's colour; where the
+    printed mean is an erratum, a hollow square at the mean of the paper's per-type values, marked †.
+
+    Args:
+        rows: from :func:`table2_rows`.
+        path: where to save the figure (any format matplotlib knows), or None.
+    Returns:
+        A Figure with exactly one axes per (dataset, category, shots), y = the rows' metric.
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("no rows to plot")
+    panels: dict[tuple, list[dict]] = {}
+    for r in rows:
+        panels.setdefault((r["dataset"], r["category"], r["shots"]), []).append(r)
+    setups = sorted({(r["backbone"], r["budget"]) for r in rows}, key=str)
+    methods = sorted({r["method"] for r in rows} | set(TABLE2_ORDER), key=_method2_key)
+    series = [(m, s) for m in methods for s in setups]
+    paper = _paper2_lookup()
+    n = len(panels)
+    shots_all = sorted({k[2] for k in panels})
+    ncols = min(max(1, len(shots_all)), n) if n > 1 else 1
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows + 0.7), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    color = {m: f"C{i}" for i, m in enumerate(methods)}
+    markers = "osD^v<>"
+    for ax, ((dataset, category, shots), prs) in zip(axes, sorted(panels.items(), key=lambda kv: str(kv[0]))):
+        types = {r["known_type"] for r in prs}
+        pkeys = [k for k in paper if dataset == "mvtec_ad" and k[0] == category and k[2] == shots]
+        types |= {k[1] for k in pkeys}
+        types = sorted(types, key=_type_key)
+        x = {t: i for i, t in enumerate(types)}
+        width = 0.6 / max(1, len(series))
+        for j, (m, s) in enumerate(series):
+            off = (j - (len(series) - 1) / 2) * width
+            pts = [r for r in prs if r["method"] == m and (r["backbone"], r["budget"]) == s]
+            mk = markers[setups.index(s) % len(markers)]
+            if pts:
+                label = f"ours, {m}" + (f", {s[0]} ({s[1]})" if len(setups) > 1 else "")
+                ax.errorbar([x[r["known_type"]] + off for r in pts], [r["mean"] for r in pts],
+                            yerr=[r["std"] or 0.0 for r in pts], fmt=mk, ms=5, capsize=3,
+                            color=color[m], label=label)
+            if setups.index(s) == 0:
+                pp = [(t, paper[(category, t, shots, m)]["image_auroc"]) for t in types
+                      if (category, t, shots, m) in paper and dataset == "mvtec_ad"]
+                if pp:
+                    ax.plot([x[t] + off for t, _ in pp], [v for _, v in pp], "o", ms=9, mfc="none",
+                            mec=color[m], mew=1.3, ls="none", label=f"paper, {PAPER_NAMES[m]} (ResNet-50)")
+                for t in types:   # an erratum: the mean of the paper's types too, marked †
+                    p = paper.get((category, t, shots, m)) if dataset == "mvtec_ad" else None
+                    if p and p["erratum"]:
+                        ax.plot([x[t] + off], [p["types_mean"]], "s", ms=8, mfc="none", mec=color[m],
+                                mew=1.0, ls="none", label="paper: mean of its types, where the printed "
+                                                         f"mean is an erratum ({ERRATUM_MARK})")
+                        ax.annotate(ERRATUM_MARK, (x[t] + off, p["types_mean"]), xytext=(5, 2),
+                                    textcoords="offset points", fontsize=9, color=color[m])
+        if MEAN in x:
+            ax.axvline(x[MEAN] - 0.5, color="0.7", lw=0.8)
+        ax.set_xticks(range(len(types)))
+        ax.set_xticklabels([t.replace("_", "\n") for t in types], fontsize=8)
+        ax.set_xlim(-0.6, len(types) - 0.4)
+        name = category if category == dataset else f"{dataset} / {category}"
+        ax.set_title(f"{name}, {shots} known anomal{'y' if shots == 1 else 'ies'}", fontsize=10)
+        ax.set_xlabel("known (training) anomaly type", fontsize=8)
+        ax.set_ylabel(prs[0]["metric"].replace("_", " ") + " on unseen types")
+        ax.grid(axis="y", alpha=0.3)
+    handles: dict = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=8,
+               ncols=min(3, len(handles)))
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+def table2_claims(rows: list[dict]) -> list[dict]:
+    """Does ATAC-Net beat DevNet (our ``deviation``) and DRA on unseen defect types?
+
+    The paper's Table 2 claim: in the hard setting ATAC-Net's mean over known types is above
+    DevNet's and DRA's. For every (dataset, category, shots) and every combination of one setup
+    (backbone, budget) per method, the known types with a row of all three methods are compared.
+
+    Args:
+        rows: from :func:`table2_rows` (per-type rows are used; mean rows are recomputed over the
+            compared types).
+    Returns:
+        One dict per group: ``dataset``, ``category``, ``shots``, ``setups`` ({method: "backbone
+        (budget)"}), ``types`` (the compared known types), ``n_types``, ``all_types`` (True when they
+        are every defect type of the class; None when the class's types are unknown), ``missing``
+        (methods without a row), ``means`` ({method: mean over the compared types}), ``wins``
+        ({rival: on how many of the types ATAC-Net's mean is higher}), ``spread`` ({rival: the larger
+        of the two methods' mean-row std, or None}), ``beats`` ({rival: True / False, None when it
+        cannot tell}), ``holds`` (ATAC-Net beats both; None when it cannot tell), ``paper_holds``
+        (the same on the paper's per-type values for a Table 2 class and shots; else None) and
+        ``sentence`` (a plain statement of all this).
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("no rows to judge")
+    per = [r for r in rows if r["known_type"] != MEAN]
+    means_rows = {(r["dataset"], r["category"], r["shots"], r["method"], r["backbone"], r["budget"]): r
+                  for r in rows if r["known_type"] == MEAN}
+    groups: dict[tuple, dict[str, dict[tuple, dict[str, dict]]]] = {}
+    for r in per:
+        g = groups.setdefault((r["dataset"], r["category"], r["shots"]), {})
+        g.setdefault(r["method"], {}).setdefault((r["backbone"], r["budget"]), {})[r["known_type"]] = r
+    paper = _paper2_lookup()
+    out = []
+    for (dataset, category, shots), by_method in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        missing = [m for m in TABLE2_ORDER if m not in by_method]
+        choices = [sorted(by_method[m]) if m in by_method else [None] for m in TABLE2_ORDER]
+        for combo in itertools.product(*choices):
+            setup = dict(zip(TABLE2_ORDER, combo))
+            out.append(_claim(dataset, category, shots, setup, by_method, missing, means_rows, paper))
+    return out
+
+
+def _claim(dataset, category, shots, setup, by_method, missing, means_rows, paper) -> dict:
+    names = {"deviation": "DevNet (our deviation recipe)", "dra": "DRA", "atac": "ATAC-Net"}
+    present = {m: by_method[m][s] for m, s in setup.items() if s is not None}
+    types = sorted(set.intersection(*(set(v) for v in present.values())), key=_type_key) \
+        if present else []
+    if missing:
+        types = []
+    known = _defect_types(dataset, category)
+    all_types = None if known is None else set(types) == set(known)
+    res = {"dataset": dataset, "category": category, "shots": shots,
+           "setups": {m: f"{s[0]} ({s[1]})" for m, s in setup.items() if s is not None},
+           "types": types, "n_types": len(types), "all_types": all_types, "missing": missing,
+           "means": {}, "wins": {}, "spread": {}, "beats": {r: None for r in RIVALS}, "holds": None,
+           "paper_holds": None}
+    name = category if category == dataset else f"{dataset} / {category}"
+    where = f"{name}, {shots} known anomal{'y' if shots == 1 else 'ies'} of one type"
+    pt = [k[1] for k in paper if dataset == "mvtec_ad" and k[0] == category and k[2] == shots
+          and k[3] == "atac" and k[1] != MEAN]
+    if pt:
+        pm = {m: statistics.fmean(paper[(category, t, shots, m)]["image_auroc"] for t in pt)
+              for m in TABLE2_ORDER}
+        res["paper_holds"] = all(pm["atac"] > pm[r] for r in RIVALS)
+    if not types:
+        why = (f"no run of {', '.join(missing)}" if missing else
+               "no known type has a run of all three methods")
+        res["sentence"] = f"{where}: cannot tell, {why}."
+        return res
+    for m, rs in present.items():
+        res["means"][m] = statistics.fmean(rs[t]["mean"] for t in types)
+    a = res["means"]["atac"]
+    parts = []
+    for rival in RIVALS:
+        b = res["means"][rival]
+        wins = sum(present["atac"][t]["mean"] > present[rival][t]["mean"] for t in types)
+        res["wins"][rival] = wins
+        stds = [means_rows.get((dataset, category, shots, m, *setup[m]), {}).get("std")
+                for m in ("atac", rival)] if all_types else []
+        stds = [s for s in stds if s is not None]
+        res["spread"][rival] = max(stds) if stds else None
+        res["beats"][rival] = a > b
+        verb = "beats" if a > b else "does not beat"
+        text = (f"{verb} {names[rival]}: {a:.3f} vs {b:.3f} ({a - b:+.3f}), higher on {wins} of "
+                f"{len(types)} known-type split{'s' if len(types) != 1 else ''}")
+        if res["spread"][rival] is not None and abs(a - b) <= res["spread"][rival]:
+            text += f", a difference within the seed-to-seed spread ({res['spread'][rival]:.3f})"
+        parts.append(text)
+    res["holds"] = all(res["beats"].values())
+    scope = (f"all {len(types)} known types" if all_types else
+             f"{len(types)} known type{'s' if len(types) != 1 else ''}"
+             + ("" if all_types is None else f" of {len(known)}"))
+    verdict = "holds" if res["holds"] else "does not hold"
+    sent = (f"{where}, mean image AUROC on unseen types over {scope}: ATAC-Net {parts[0]}; it "
+            f"{parts[1]}. The paper's claim (ATAC-Net above both) {verdict} here.")
+    if any(present[m][t]["n"] < 2 for m in present for t in types):
+        sent += " Some of these runs have one seed only, so their seed-to-seed spread is unknown."
+    if res["paper_holds"] is not None:
+        sent += (f" On the paper's own values for this class it "
+                 f"{'holds' if res['paper_holds'] else 'does not hold'}.")
+    if len(set(res["setups"].values())) > 1:
+        sent += " Setups: " + "; ".join(f"{m} {s}" for m, s in res["setups"].items()) + "."
+    res["sentence"] = sent
+    return res

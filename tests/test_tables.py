@@ -151,3 +151,274 @@ def test_real_first_runs_smoke():
     assert "| mvtec_ad | grid |" in md and "0.988" in md
     mt = [r for r in rows if r["dataset"] == "magnetic_tile"]
     assert mt and all(r["paper"] is None for r in mt)
+
+
+# ---------------------------------------------------------------------------------------------- Table 2
+
+MT_TYPES = ("blowhole", "break", "crack", "fray", "uneven")
+
+
+def hrec(method, value, known_type, seed=0, category="magnetic_tile", dataset="magnetic_tile", shots=10,
+         backbone="mobilenet_v2", config=CPU_BUDGET):
+    r = rec(method, value, seed=seed, category=category, dataset=dataset, shots=shots, backbone=backbone,
+            setting="hard", config=config)
+    r["known_type"] = known_type
+    return r
+
+
+def hard_records(means: dict[str, dict[str, float]], seeds=(0, 1, 2), **kw):
+    """{method: {type: mean}} -> records with seeds around each mean (-0.01, 0, +0.01)."""
+    offs = (-0.01, 0.0, 0.01)
+    return [hrec(m, v + offs[i % 3], t, seed=s, **kw)
+            for m, per in means.items() for t, v in per.items() for i, s in enumerate(seeds)]
+
+
+def test_published_table2_and_its_erratum():
+    pub = tables.published_table2()
+    assert len(pub) == (6 + 6 + 5 + 5) * 3
+    assert {r["method"] for r in pub} == {"deviation", "dra", "atac"}
+    assert {r["setting"] for r in pub} == {"hard"} and {r["backbone"] for r in pub} == {"resnet50"}
+    errata = [r for r in pub if r["erratum"]]
+    assert len(errata) == 1
+    (e,) = errata
+    assert (e["category"], e["known_type"], e["shots"], e["method"]) == ("tile", "mean", 10, "dra")
+    assert e["image_auroc"] == 0.935 and e["types_mean"] == pytest.approx(0.9534)
+    assert "0.935" in e["erratum"] and "0.953" in e["erratum"]
+    nut = {r["method"]: r["image_auroc"] for r in pub
+           if (r["category"], r["known_type"], r["shots"]) == ("metal_nut", "flip", 1)}
+    assert nut == {"deviation": 0.764, "dra": 0.921, "atac": 0.945}
+    md = tables.render_published_table2()
+    assert "2406.14398" in md and "0.935 † (types: 0.953)" in md and "† Erratum" in md
+    assert md.count("†") == 2
+    assert len(list(csv.DictReader(io.StringIO(tables.render_published_table2("csv"))))) == len(pub)
+    with pytest.raises(ValueError, match="format"):
+        tables.render_published_table2("html")
+
+
+def test_table2_rows_per_type_and_mean():
+    means = {"deviation": dict(zip(MT_TYPES, (0.70, 0.72, 0.74, 0.76, 0.78))),
+             "atac": dict(zip(MT_TYPES, (0.80, 0.82, 0.84, 0.86, 0.88)))}
+    recs = hard_records(means) + [rec("atac", 0.5, seed=9)]        # a general record: left out
+    rows = tables.table2_rows(recs)
+    per = [r for r in rows if r["known_type"] != "mean"]
+    mean = [r for r in rows if r["known_type"] == "mean"]
+    assert len(per) == 10 and len(mean) == 2
+    assert [r["method"] for r in rows[:2]] == ["deviation", "atac"]   # Table 2's column order
+    assert rows[-1]["known_type"] == "mean" and rows[-1]["method"] == "atac"
+    blow = rows[1]
+    assert blow["known_type"] == "blowhole" and blow["n"] == 3 and blow["n_types"] == 1
+    assert blow["mean"] == pytest.approx(0.80) and blow["std"] == pytest.approx(0.01)
+    assert blow["paper"] is None and blow["diff"] is None
+    m = mean[1]
+    assert m["n_types"] == 5 and m["n"] == 3 and m["seeds"] == [0, 1, 2]
+    assert m["mean"] == pytest.approx(0.84)
+    assert m["values"] == pytest.approx([0.83, 0.84, 0.85]) and m["std"] == pytest.approx(0.01)
+
+
+def test_table2_mean_only_when_every_type_is_there():
+    four = {"atac": dict(zip(MT_TYPES[:4], (0.8, 0.8, 0.8, 0.8)))}
+    rows = tables.table2_rows(hard_records(four))
+    assert not [r for r in rows if r["known_type"] == "mean"]
+    # types given for a class atac does not know
+    recs = hard_records({"atac": {"a": 0.9, "b": 0.7}}, dataset="synthetic", category="weave")
+    assert not [r for r in tables.table2_rows(recs) if r["known_type"] == "mean"]
+    rows = tables.table2_rows(recs, types={("synthetic", "weave"): ["a", "b"]})
+    (m,) = [r for r in rows if r["known_type"] == "mean"]
+    assert m["mean"] == pytest.approx(0.8)
+    # seeds that differ between types: the mean is still over types, std only over common seeds
+    recs = [hrec("atac", 0.8, t, seed=0) for t in MT_TYPES] + [hrec("atac", 0.9, "fray", seed=1)]
+    (m,) = [r for r in tables.table2_rows(recs) if r["known_type"] == "mean"]
+    assert m["seeds"] == [0] and m["std"] is None and m["mean"] == pytest.approx((0.8 * 4 + 0.85) / 5)
+
+
+def test_table2_paper_values_erratum_and_render():
+    tile = ("crack", "glue_strip", "gray_stroke", "oil", "rough")
+    recs = hard_records({"dra": dict.fromkeys(tile, 0.95), "atac": dict.fromkeys(tile, 0.96)},
+                        dataset="mvtec_ad", category="tile")
+    rows = tables.table2_rows(recs)
+    by = {(r["known_type"], r["method"]): r for r in rows}
+    assert by[("crack", "dra")]["paper"] == 0.986
+    assert by[("crack", "dra")]["diff"] == pytest.approx(0.95 - 0.986)
+    md_ = by[("mean", "dra")]
+    assert md_["paper"] == 0.935 and md_["paper_types_mean"] == pytest.approx(0.9534)
+    assert md_["erratum"] and md_["diff"] == pytest.approx(0.95 - 0.935)
+    assert by[("mean", "atac")]["erratum"] is None and by[("mean", "atac")]["paper"] == 0.959
+    md = tables.render_table2(rows)
+    assert "2406.14398" in md and "hard setting" in md
+    assert "0.935 † (types: 0.953)" in md and "† Erratum: the paper prints 0.935" in md
+    assert "**mean** (5 types)" in md and "0.950 ± 0.010 (3)" in md
+    back = list(csv.DictReader(io.StringIO(tables.render_table2(rows, "csv"))))
+    assert len(back) == len(rows)
+    dra_mean = [b for b in back if b["known_type"] == "mean" and b["method"] == "dra"][0]
+    assert float(dra_mean["paper"]) == 0.935 and float(dra_mean["paper_types_mean"]) == pytest.approx(0.9534)
+    assert "0.953" in dra_mean["erratum"] and dra_mean["seeds"] == "0;1;2"
+    # one shot: no erratum anywhere
+    one = tables.table2_rows(hard_records({"dra": dict.fromkeys(tile, 0.9)}, dataset="mvtec_ad",
+                                          category="tile", shots=1))
+    assert "†" not in tables.render_table2(one)
+
+
+def test_table2_errors_are_clear():
+    with pytest.raises(ValueError, match="empty"):
+        tables.table2_rows([])
+    with pytest.raises(ValueError, match="hard-setting"):
+        tables.table2_rows([rec("atac", 0.9)])
+    with pytest.raises(ValueError, match="known_type"):
+        tables.table2_rows([hrec("atac", 0.9, None)])
+    with pytest.raises(ValueError, match="mean"):
+        tables.table2_rows([hrec("atac", 0.9, "mean")])
+    bad = hrec("atac", 0.9, "crack")
+    del bad["shots"]
+    with pytest.raises(ValueError, match="shots"):
+        tables.table2_rows([bad])
+    with pytest.raises(ValueError, match="more than once"):
+        tables.table2_rows([hrec("atac", 0.9, "crack"), hrec("atac", 0.8, "crack")])
+    with pytest.raises(ValueError, match="no rows"):
+        tables.render_table2([])
+    with pytest.raises(ValueError, match="format"):
+        tables.render_table2(tables.table2_rows([hrec("atac", 0.9, "crack")]), fmt="html")
+    with pytest.raises(ValueError, match="no rows"):
+        tables.table2_figure([])
+    with pytest.raises(ValueError, match="no rows"):
+        tables.table2_claims([])
+
+
+def test_table2_figure_panels(tmp_path):
+    means = {m: dict(zip(MT_TYPES, (0.8,) * 5)) for m in ("deviation", "dra", "atac")}
+    recs = (hard_records(means) + hard_records(means, seeds=(0,), shots=1)
+            + hard_records({"atac": {"bent": 0.9}}, dataset="mvtec_ad", category="metal_nut"))
+    out = tmp_path / "t2.png"
+    fig = tables.table2_figure(tables.table2_rows(recs), path=out)
+    assert len(fig.axes) == 3 and out.stat().st_size > 0
+    mt = [ax for ax in fig.axes if "magnetic_tile" in ax.get_title() and "10" in ax.get_title()][0]
+    assert [t.get_text() for t in mt.get_xticklabels()] == [*MT_TYPES, "mean"]
+    # a paper class shows the paper's types (and mean) even where we have one type only
+    nut = [ax for ax in fig.axes if "metal_nut" in ax.get_title()][0]
+    assert [t.get_text() for t in nut.get_xticklabels()] == ["bent", "color", "flip", "scratch", "mean"]
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {"ours, deviation", "ours, dra", "ours, atac", "paper, ATAC-Net (ResNet-50)",
+            "paper, DevNet (ResNet-50)"} <= labels
+
+
+def test_table2_claims():
+    good = {"deviation": dict(zip(MT_TYPES, (0.70, 0.75, 0.80, 0.85, 0.90))),
+            "dra": dict(zip(MT_TYPES, (0.80, 0.81, 0.82, 0.83, 0.95))),
+            "atac": dict(zip(MT_TYPES, (0.85, 0.86, 0.87, 0.88, 0.89)))}
+    (c,) = tables.table2_claims(tables.table2_rows(hard_records(good)))
+    assert c["n_types"] == 5 and c["all_types"] is True and c["missing"] == []
+    assert c["means"]["atac"] == pytest.approx(0.87)
+    assert c["wins"] == {"deviation": 4, "dra": 4}
+    assert c["beats"] == {"deviation": True, "dra": True} and c["holds"] is True
+    assert c["paper_holds"] is None
+    s = c["sentence"]
+    assert s.startswith("magnetic_tile, 10 known anomalies of one type")
+    assert "over all 5 known types" in s and "higher on 4 of 5" in s
+    assert "The paper's claim (ATAC-Net above both) holds here." in s
+    assert "seed-to-seed spread" not in s          # differences 0.07 and 0.028 exceed std 0.01
+    (one,) = tables.table2_claims(tables.table2_rows(hard_records(good, seeds=(0,), shots=1)))
+    assert one["holds"] is True and "one seed only" in one["sentence"]
+    # ATAC-Net below DRA on average; a difference within the spread is said so
+    bad = {**good, "dra": dict(zip(MT_TYPES, (0.855, 0.865, 0.875, 0.885, 0.895)))}
+    (c,) = tables.table2_claims(tables.table2_rows(hard_records(bad)))
+    assert c["beats"]["dra"] is False and c["holds"] is False and c["wins"]["dra"] == 0
+    assert "does not beat DRA: 0.870 vs 0.875 (-0.005), higher on 0 of 5" in c["sentence"]
+    assert "within the seed-to-seed spread (0.010)" in c["sentence"]
+    assert "does not hold here" in c["sentence"]
+    # a missing method: cannot tell
+    (c,) = tables.table2_claims(tables.table2_rows(hard_records({"atac": good["atac"]})))
+    assert c["holds"] is None and "cannot tell, no run of deviation, dra" in c["sentence"]
+    # a paper class with some types: partial scope and the paper's own verdict
+    nut = {m: {"bent": v} for m, v in (("deviation", 0.7), ("dra", 0.8), ("atac", 0.9))}
+    (c,) = tables.table2_claims(tables.table2_rows(
+        hard_records(nut, dataset="mvtec_ad", category="metal_nut", shots=1)))
+    assert c["all_types"] is False and "over 1 known type of 4" in c["sentence"]
+    assert c["paper_holds"] is True and "On the paper's own values for this class it holds" in c["sentence"]
+
+
+def test_table2_claims_per_setup():
+    """Methods at their own setups (the paper's way: DRA on ResNet-18) are compared; two setups of
+    one method give one claim each."""
+    per = dict(zip(MT_TYPES, (0.8,) * 5))
+    recs = (hard_records({"deviation": per, "atac": per}, backbone="resnet50")
+            + hard_records({"dra": per}, backbone="resnet18")
+            + hard_records({"atac": per}, backbone="mobilenet_v2"))
+    claims = tables.table2_claims(tables.table2_rows(recs))
+    assert len(claims) == 2
+    assert {c["setups"]["atac"].split()[0] for c in claims} == {"resnet50", "mobilenet_v2"}
+    assert all(c["setups"]["dra"].startswith("resnet18") for c in claims)
+    assert all("Setups:" in c["sentence"] and "does not beat" in c["sentence"] for c in claims)
+
+
+def test_table2_first_runs_are_not_hard():
+    with pytest.raises(ValueError, match="no hard-setting records"):
+        tables.table2_rows(load_records(REPO / "paper_runs/results/first-runs-cpu.jsonl"))
+
+
+def test_table2_figure_marks_the_erratum():
+    tile = ("crack", "glue_strip", "gray_stroke", "oil", "rough")
+    fig = tables.table2_figure(tables.table2_rows(
+        hard_records({"dra": dict.fromkeys(tile, 0.95)}, dataset="mvtec_ad", category="tile")))
+    (ax,) = fig.axes
+    assert any(t.get_text() == "†" for t in ax.texts)
+    assert any("erratum" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_table2_sweep_files():
+    """The Table 2 sweeps expand to the runs their comments promise; DRA at the `dra` preset."""
+    from atac.config import preset
+    from atac.sweep import load_sweep
+
+    cpu = load_sweep(REPO / "paper_runs" / "table2-cpu.yaml").runs
+    assert len(cpu) == 120
+    assert {r.config.setting for r in cpu} == {"hard"}
+    assert {r.config.backbone for r in cpu} == {"mobilenet_v2"} and {r.config.image_size for r in cpu} == {224}
+    for ds, types in (("mvtec_ad", tables.DEFECT_TYPES[("mvtec_ad", "grid")]),
+                      ("magnetic_tile", tables.DEFECT_TYPES[("magnetic_tile", "magnetic_tile")])):
+        for m in tables.TABLE2_ORDER:
+            mine = [r.config for r in cpu if r.config.dataset == ds and r.config.method == m]
+            assert sorted({c.known_type for c in mine}) == sorted(types)
+            assert sorted((c.shots, c.seed) for c in mine if c.known_type == types[0]) == [
+                (1, 0), (10, 0), (10, 1), (10, 2)]
+    # one budget label for all three methods, so the tables and claims set them side by side
+    assert len({tables.budget({"config": r.config.to_dict()}) for r in cpu}) == 1
+    dra = [r.config for r in cpu if r.config.method == "dra"]
+    assert {(c.dra_scales, c.normalization, c.clahe) for c in dra} == {(2, "imagenet", False)}
+    gpu = load_sweep(REPO / "paper_runs" / "table2.yaml").runs
+    assert len(gpu) == (5 + 4 + 5) * 3 * 2 * 3
+    want = preset("dra").to_dict()
+    data_fields = {"dataset", "category", "setting", "known_type", "shots", "seed"}
+    for r in gpu:
+        d = r.config.to_dict()
+        if r.config.method == "dra":
+            assert {k: v for k, v in d.items() if k not in data_fields} == \
+                {k: v for k, v in want.items() if k not in data_fields}
+        else:
+            assert (d["backbone"], d["preset"], d["epochs"], d["batch_size"]) == ("resnet50", "paper", 30, 48)
+    assert {r.config.category for r in gpu} == {"tile", "metal_nut", "carpet"}
+    for cat in ("tile", "metal_nut"):
+        assert sorted({r.config.known_type for r in gpu if r.config.category == cat}) == \
+            sorted(tables.DEFECT_TYPES[("mvtec_ad", cat)])
+
+
+def test_cli_table2(tmp_path, capsys):
+    import json
+
+    from atac.cli import main
+
+    means = {"deviation": dict(zip(MT_TYPES, (0.70,) * 5)), "dra": dict(zip(MT_TYPES, (0.80,) * 5)),
+             "atac": dict(zip(MT_TYPES, (0.85,) * 5))}
+    results = tmp_path / "t2.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in hard_records(means)))
+    assert main(["table", "table2", "--results", str(results), "--figure", str(tmp_path / "f.png")]) == 0
+    out = capsys.readouterr().out
+    assert "hard setting" in out and "**mean** (5 types)" in out and "0.850 ± 0.010 (3)" in out
+    assert "The paper's claim (ATAC-Net above both) holds here." in out
+    assert (tmp_path / "f.png").stat().st_size > 0
+    assert main(["table", "table2", "--results", str(results), "--format", "csv",
+                 "--out", str(tmp_path / "t.csv")]) == 0
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 15 + 3
+    # a general-setting file is a clear error, not an empty table
+    general = tmp_path / "g.jsonl"
+    general.write_text(json.dumps(rec("atac", 0.9)) + "\n")
+    assert main(["table", "table2", "--results", str(general)]) != 0
+    assert "no hard-setting records" in capsys.readouterr().err
