@@ -53,6 +53,7 @@ CHAPTERS = [
     "ladder/step4_gradcam_zoom",
     "ladder/step5_atac",
     "table1",
+    "generalisation",
 ]
 KERNEL = "python3"
 

@@ -37,7 +37,12 @@ EXPECTED = {
                                   "gradcam_zoom"),
     "ladder/step5_atac": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous"), "atac"),
     "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups"), None),
+    "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
+                        "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
+                        "claims_summary", "n_claims"), None),
 }
+# chapters that read recorded results and train nothing (each has its own tests below)
+READS_RESULTS = {"table1", "generalisation"}
 MIN_FIGURES = {"step_by_step": 6, "table1": 1}  # ladder chapters: 3 or more
 GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z_][A-Za-z0-9_]*)|```\{glue(?::\w+)?\}\s+([A-Za-z_]\w*)")
 
@@ -270,7 +275,7 @@ def _check_glue(name: str, nb) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n != "table1"])
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in READS_RESULTS])
 def test_training_chapter_executes_with_ci_parameters(name, tmp_path, synth_root):
     build = _build_module()
     assert set(EXPECTED) == set(build.CHAPTERS), "EXPECTED must name every chapter of the book"
@@ -333,3 +338,53 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     assert "(II > I): supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110)" in claims
     assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050)" in claims
     assert "(the paper: 0.988 vs 0.947)" in claims
+
+
+@pytest.mark.slow
+def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, synth_root):
+    """No results file: the chapter says so plainly and shows the paper's Table 2 only (with its
+    erratum), never numbers of ours."""
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "generalisation")
+    params.update(data_root=str(synth_root), results=str(tmp_path / "not-yet.jsonl"),
+                  out_dir=str(tmp_path / "out"), profile="test")
+    nb = _execute("generalisation", params, tmp_path)
+    glued = _check_glue("generalisation", nb)
+    assert int(glued["n_records"]) == 0 and glued["known_type"] == repr("hole")
+    assert int(glued["n_train_anomalous"]) == 1 and int(glued["n_test_anomalous"]) == 3 * 4
+    assert "No measurements of ours" in glued["results_note"] and "does not exist" in glued["results_note"]
+    assert "cannot say" in glued["claims_summary"] and int(glued["n_claims"]) == 0
+    outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
+                         for o in c.get("outputs", []))
+    assert "0.935 † (types: 0.953)" in outputs and "No table of ours" in outputs
+    assert "| ours |" not in outputs
+    assert not (tmp_path / "out").exists()
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pngs == 1                                # the example images only
+
+
+@pytest.mark.slow
+def test_generalisation_chapter_with_results_states_the_claim(tmp_path, synth_root):
+    from atac.results import load_records
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    types = ("blowhole", "break", "crack", "fray", "uneven")
+    auroc = {"deviation": 0.70, "dra": 0.80, "atac": 0.75}
+    lines = [json.dumps(dict(base, method=m, seed=s, image_auroc=v + 0.01 * s, dataset="magnetic_tile",
+                             category="magnetic_tile", setting="hard", known_type=t, shots=10))
+             for m, v in auroc.items() for t in types for s in range(2)]
+    results = tmp_path / "t2.jsonl"
+    results.write_text("\n".join(lines) + "\n")
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "generalisation")
+    params.update(data_root=str(synth_root), results=str(results), out_dir=str(tmp_path / "out"),
+                  profile="test")
+    nb = _execute("generalisation", params, tmp_path)
+    glued = _check_glue("generalisation", nb)
+    assert int(glued["n_records"]) == 30 and "built from its 30 records" in glued["results_note"]
+    assert "beats DevNet (our deviation recipe): 0.755 vs 0.705 (+0.050)" in glued["claims"]
+    assert "does not beat DRA: 0.755 vs 0.805 (-0.050), higher on 0 of 5" in glued["claims"]
+    assert "does not hold here" in glued["claims"] and "holds in 0 of the 1" in glued["claims_summary"]
+    assert (tmp_path / "out" / "table2.csv").is_file() and (tmp_path / "out" / "table2.png").is_file()
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pngs == 2                                # example images and the per-type figure
