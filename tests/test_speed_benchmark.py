@@ -1,0 +1,102 @@
+"""benchmarks/speed.py: a tiny CPU run of its main function, the JSON it writes, and the estimate
+of one full run (on a small synthetic MVTec-layout category, with a smoke budget)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("atac_benchmark_speed", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+TINY = ["--device", "cpu", "--threads", "1", "--backbones", "mobilenet_v2", "--image-size", "64",
+        "--batch", "4", "--warmup", "1", "--iters", "2", "--random", "--quiet"]
+
+
+def test_tiny_cpu_run_writes_ratios(speed, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    result = speed.main(TINY + ["--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["settings"]["device"] == "cpu" and data["settings"]["batch"] == 4
+    assert data["settings"]["image_size"] == 64 and data["settings"]["iters"] == 2
+    assert data["settings"]["amp"] == "off" and data["settings"]["compile"] is False
+    assert data["settings"]["weights"] == "none" and data["settings"]["torch_threads"] == 1
+    for key in ("cpu_count", "torch", "torch_threads", "device_name"):
+        assert key in data["machine"]
+    assert "git_commit" in data and "torch" in data["packages"]
+    assert set(data["results"]) == {"mobilenet_v2"}
+    assert set(data["results"]["mobilenet_v2"]) == {"deviation", "atac"}
+    for method, r in data["results"]["mobilenet_v2"].items():
+        for key in ("train_ratio", "infer_ratio", "train_images_per_s", "infer_images_per_s",
+                    "plain_train_images_per_s", "plain_infer_images_per_s"):
+            assert _positive(r[key]), (method, key, r[key])
+        assert set(r["median_seconds"]) == {"train", "plain_train", "infer", "plain_infer"}
+        assert all(len(v) == 2 for v in r["seconds"].values())
+        assert r["train_ratio"] == pytest.approx(r["median_seconds"]["train"] / r["median_seconds"]["plain_train"])
+        assert _positive(r["peak_memory_mib"]["process"]) and "RSS" in r["peak_memory_kind"]
+    # every paper_runs sweep gets a run count and an estimate in hours
+    names = {e["file"]: e for e in data["sweeps"]}
+    assert "paper_runs/table1-cpu.yaml" in names
+    for e in data["sweeps"]:
+        assert e["runs"] > 0 and _positive(e["estimated_hours"]) and not e["not_estimated"]
+    assert result["results"]["mobilenet_v2"]["atac"]["train_ratio"] == data["results"]["mobilenet_v2"]["atac"]["train_ratio"]
+    printed = capsys.readouterr().out
+    assert "train_ratio" in printed and "table1-cpu" in printed
+
+
+def test_bad_arguments_are_refused(speed):
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--methods", "gradcam_zoom"])   # two-stage: not a single training step
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--batch", "1"])
+
+
+def test_cost_model_scaling(speed):
+    from atac.config import RunConfig
+
+    rows = [{"backbone": "mobilenet_v2", "method": "deviation",
+             "median_seconds": {"train": 1.0, "infer": 0.5, "plain_train": 1.0, "plain_infer": 0.5}}]
+    cm = speed.CostModel(rows, batch=4, size=64)
+    base = dict(backbone="mobilenet_v2", image_size=64, batch_size=4, epochs=1, steps_per_epoch=10)
+    dev = cm.run_seconds(RunConfig(method="deviation", **base), n_test=8, n_train=0)
+    assert dev["train_seconds"] == pytest.approx(10.0) and dev["eval_seconds"] == pytest.approx(1.0)
+    big = cm.run_seconds(RunConfig(method="deviation", **{**base, "image_size": 128, "batch_size": 8}),
+                         n_test=8, n_train=0)
+    assert big["train_seconds"] == pytest.approx(80.0)      # 2x batch, 4x pixels
+    atac = cm.run_seconds(RunConfig(method="atac", **base), n_test=8, n_train=0)
+    assert atac["train_seconds"] == pytest.approx(20.0)     # two backbone passes, stated
+    assert any("atac" in n for n in cm.notes)
+    two = cm.run_seconds(RunConfig(method="gradcam_zoom", **base), n_test=8, n_train=0)
+    assert two["train_seconds"] == pytest.approx(20.0)      # two deviation trainings
+
+
+def test_full_run_is_timed_and_compared(speed, synth_root, monkeypatch):
+    from atac.config import preset
+
+    # the cpu preset cut to a smoke budget, on the synthetic grid (MVTec layout)
+    monkeypatch.setattr(speed, "preset", lambda name: preset("smoke"))
+    args = speed.parse_args(TINY)
+    args.batch, args.full_run = 4, str(synth_root / "synthetic")
+    rows = [{"backbone": "mobilenet_v2", "method": "atac",
+             "median_seconds": {"train": 0.1, "infer": 0.05, "plain_train": 0.05, "plain_infer": 0.02}}]
+    fr = speed.full_run(args, speed.pick_device("cpu"), rows)
+    assert fr["config"]["method"] == "atac" and fr["config"]["backbone"] == "mobilenet_v2"
+    assert fr["weights"] in ("imagenet", "none")
+    assert _positive(fr["wall_seconds"]) and fr["train_seconds"] is not None
+    assert _positive(fr["estimate"]["total_seconds"]) and _positive(fr["estimate"]["estimate_over_wall"])
