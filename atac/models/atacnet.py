@@ -153,7 +153,7 @@ class ATACNet(nn.Module):
             return Output(score, score, None, smap, attn)
         boxes, zoom = attention_boxes(attn.detach(), x.shape[-2:], self.crop_threshold,
                                       self.crop_full_fraction)
-        crops = crop_and_resize(x, boxes, zoom)
+        crops = crop_and_resize(x, boxes, zoom).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
         score_zoom, _, _ = self.score_pass(crops)
         return Output((score + score_zoom) / 2, score, score_zoom, smap, attn, boxes, zoom)
 
