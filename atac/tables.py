@@ -184,6 +184,22 @@ def _caption(rows: list[dict]) -> str:
             f"Ours: {'; '.join(ours)}.")
 
 
+def _csv(rows: list[dict], cols: list[str]) -> str:
+    """``rows`` as CSV with columns ``cols`` (None → empty, the seeds list → "0;1;2")."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow(["" if r[c] is None else (";".join(map(str, r[c])) if c == "seeds" else r[c])
+                    for c in cols])
+    return buf.getvalue()
+
+
+def _ours(r: dict) -> str:
+    """Our cell: ``mean ± std (n)`` (no ± for a single seed)."""
+    return f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if r["std"] is not None else "") + f" ({r['n']})"
+
+
 def render_table1(rows: list[dict], fmt: str = "markdown") -> str:
     """Rows of :func:`table1_rows` as text.
 
@@ -205,13 +221,7 @@ def render_table1(rows: list[dict], fmt: str = "markdown") -> str:
     if fmt == "csv":
         cols = ["dataset", "category", "backbone", "budget", "shots", "step", "method", "metric",
                 "n", "seeds", "mean", "std", "paper", "diff"]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
-        for r in rows:
-            w.writerow(["" if r[c] is None else (";".join(map(str, r[c])) if c == "seeds" else r[c])
-                        for c in cols])
-        return buf.getvalue()
+        return _csv(rows, cols)
     if fmt != "markdown":
         raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
     # backbone and budget get a column only when they vary; the caption names them either way
@@ -221,7 +231,7 @@ def render_table1(rows: list[dict], fmt: str = "markdown") -> str:
     lines = [_caption(rows), "", "| " + " | ".join(head) + " |",
              "|" + "|".join("---:" if h in ("shots", "ours", "paper", "Δ") else "---" for h in head) + "|"]
     for r in rows:
-        ours = f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if r["std"] is not None else "") + f" ({r['n']})"
+        ours = _ours(r)
         cells = [MISSING if r[k] is None else r[k] for k in keys]
         cells += [ours, _f(r["paper"]), _f(r["diff"], "+.3f")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -561,13 +571,7 @@ def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
     if fmt == "csv":
         cols = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
                 "n_types", "n", "seeds", "mean", "std", "paper", "paper_types_mean", "diff", "erratum"]
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
-        for r in rows:
-            w.writerow(["" if r[c] is None else (";".join(map(str, r[c])) if c == "seeds" else r[c])
-                        for c in cols])
-        return buf.getvalue()
+        return _csv(rows, cols)
     if fmt != "markdown":
         raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
     keys = ["dataset", "category"] + [k for k in ("backbone", "budget")
@@ -576,7 +580,7 @@ def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
     lines = [_caption2(rows), "", "| " + " | ".join(h.replace("_", " ") for h in head) + " |",
              "|" + "|".join("---:" if h in ("shots", "ours", "paper", "Δ") else "---" for h in head) + "|"]
     for r in rows:
-        ours = f"{r['mean']:.3f}" + (f" ± {r['std']:.3f}" if r["std"] is not None else "") + f" ({r['n']})"
+        ours = _ours(r)
         cells = [MISSING if r[k] is None else r[k] for k in keys]
         if r["known_type"] == MEAN:
             cells[keys.index("known_type")] = f"**mean** ({r['n_types']} types)"
