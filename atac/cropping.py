@@ -77,3 +77,32 @@ def crop_and_resize(x: torch.Tensor, boxes: torch.Tensor, zoom: torch.Tensor | N
     if zoom is not None:
         out = torch.where(zoom.to(x.device)[:, None, None, None], out, x)
     return out
+
+
+@torch.no_grad()
+def box_coverage(boxes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The fraction of each mask's pixels that lie inside its crop box (beyond the paper: does the
+    zoomed view still contain the defect?).
+
+    Args:
+        boxes: (N, 4) ``(x0, y0, x1, y1)`` pixel edges (x1, y1 exclusive), as
+            :func:`attention_boxes` returns them (the full image where there is no zoom).
+        masks: bool (N, 1, H, W) or (N, H, W) ground-truth masks on the same pixel grid.
+    Returns:
+        float32 (N,) in [0, 1]: defect pixels inside the box / defect pixels; NaN for an empty
+        mask (a normal image, or an anomaly without a mask), where coverage is undefined.
+    Raises:
+        ValueError: the lengths differ or ``boxes`` is not (N, 4).
+    """
+    m = masks.reshape(masks.shape[0], masks.shape[-2], masks.shape[-1]).bool()
+    if boxes.ndim != 2 or boxes.shape != (len(m), 4):
+        raise ValueError(f"box_coverage: expected boxes (N={len(m)}, 4), got {tuple(boxes.shape)}")
+    H, W = m.shape[-2:]
+    ys = torch.arange(H, device=m.device)[None, :, None]                # (1, H, 1)
+    xs = torch.arange(W, device=m.device)[None, None, :]                # (1, 1, W)
+    b = boxes.to(m.device).float()
+    inside = ((ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None])
+              & (xs >= b[:, 0, None, None]) & (xs < b[:, 2, None, None]))  # (N, H, W)
+    total = m.flatten(1).sum(1).float()
+    hit = (m & inside).flatten(1).sum(1).float()
+    return torch.where(total > 0, hit / total.clamp(min=1), torch.full_like(total, float("nan")))

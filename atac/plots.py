@@ -427,3 +427,387 @@ def run_facts(record: dict, profile: str | None = None) -> dict[str, object]:
     if profile is not None:
         facts["profile"] = profile
     return facts
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures of the chapters "Data and pre-processing", "Pseudo-anomalies", "Figure 1, reproduced" and
+# "The crop threshold w", and the generated configuration table of "Reproduction notes and errata".
+
+BOX_COLORS = ("cyan", "yellow", "magenta", "lime", "orange", "white")
+
+
+def _uint8_images(images, what: str = "images") -> torch.Tensor:
+    """(N, 3, S, S) uint8 or float-in-[0, 1] images -> uint8 tensor (N, 3, S, S)."""
+    imgs = torch.as_tensor(_np(images))
+    if imgs.ndim != 4 or imgs.shape[1] != 3 or len(imgs) == 0:
+        raise ValueError(f"{what} must be (N>0, 3, S, S), got {tuple(imgs.shape)}")
+    if imgs.is_floating_point():
+        imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+    return imgs
+
+
+def _draw_box(ax, box, color: str = BOX_COLOR, lw: float = 1.5, ls: str = "-") -> None:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color,
+                           linewidth=lw, linestyle=ls))
+
+
+def image_rows(rows: Mapping[str, object], titles: Sequence[str] | None = None,
+               boxes: Mapping[str, object] | None = None, size: float = 1.7) -> Figure:
+    """Rows of images that belong together column by column (e.g. one image before and after
+    CLAHE; a normal image and the pseudo-anomalies made from it), each row named on its left.
+
+    Args:
+        rows: ``{row name: images}``, each an (N, 3, S, S) tensor/array or a sequence of N (3, H, W)
+            images of any sizes (uint8, or float in [0, 1]); every row holds the same number N.
+        titles: N column titles, or None.
+        boxes: ``{row name: sequence of N boxes}``, each box ``(x0, y0, x1, y1)`` in pixel edges or
+            None (nothing drawn), e.g. the boxes :func:`atac.data.pseudo.cutmix` pasted into; rows
+            not named here get no boxes.
+    Returns:
+        A Figure of len(rows) rows × N columns.
+    Raises:
+        ValueError: no rows, rows of different lengths, or boxes/titles of the wrong length.
+    """
+    if not rows:
+        raise ValueError("image_rows needs at least one row")
+    data = {}
+    for name, imgs in rows.items():
+        if isinstance(imgs, (list, tuple)):
+            data[name] = [_uint8_images(torch.as_tensor(_np(im))[None], f"row '{name}'")[0] for im in imgs]
+        else:
+            data[name] = list(_uint8_images(imgs, f"row '{name}'"))
+    n = {len(v) for v in data.values()}
+    if len(n) != 1:
+        raise ValueError(f"every row must hold the same number of images, got {sorted(n)}")
+    n = n.pop()
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"expected {n} titles, got {len(titles)}")
+    boxes = dict(boxes or {})
+    for name, b in boxes.items():
+        if name not in data or len(b) != n:
+            raise ValueError(f"boxes for row '{name}': expected {n} boxes of an existing row")
+    fig = Figure(figsize=(size * n + 0.8, size * len(data) + (0.25 if titles else 0)),
+                 layout="constrained")
+    axes = fig.subplots(len(data), n, squeeze=False)
+    for r, (name, imgs) in enumerate(data.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(_hwc(imgs[c]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name in boxes and boxes[name][c] is not None:
+                _draw_box(ax, boxes[name][c])
+            if r == 0 and titles is not None:
+                ax.set_title(str(titles[c]), fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    return fig
+
+
+def value_histograms(groups: Mapping[str, object], channel_names: Sequence[str] = ("R", "G", "B"),
+                     bins: int = 64, xlabel: str = "value", title: str | None = None) -> Figure:
+    """Per-channel histograms of several versions of the same images, overlaid (e.g. the network's
+    input after the two sets of normalisation constants, or gray levels before and after CLAHE).
+
+    Args:
+        groups: ``{name: (N, C, H, W) values}`` (tensor or array; C = len(channel_names)).
+        channel_names: one axes per channel, titled with these names.
+        bins: histogram bins, shared by all groups of one channel (spanning all their values).
+        xlabel: the x axis label; title: an optional figure title.
+    Returns:
+        A Figure with one axes per channel; each group is a step histogram (density) with its mean
+        and standard deviation in the legend.
+    Raises:
+        ValueError: no groups, or a group's channel count differs from ``channel_names``.
+    """
+    if not groups:
+        raise ValueError("value_histograms needs at least one group")
+    arrays = {}
+    for name, v in groups.items():
+        a = _np(v).astype(np.float64)
+        if a.ndim != 4 or a.shape[1] != len(channel_names):
+            raise ValueError(f"group '{name}': expected (N, {len(channel_names)}, H, W), got {a.shape}")
+        arrays[name] = a
+    k = len(channel_names)
+    fig = Figure(figsize=(3.4 * k, 2.9), layout="constrained")
+    axes = fig.subplots(1, k, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        vals = {name: a[:, c].ravel() for name, a in arrays.items()}
+        lo = min(float(v.min()) for v in vals.values())
+        hi = max(float(v.max()) for v in vals.values())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
+        for name, v in vals.items():
+            ax.hist(v, bins=edges, histtype="step", density=True, lw=1.4,
+                    label=f"{name} (mean {v.mean():+.2f}, sd {v.std():.2f})")
+        ax.set_title(str(channel_names[c]), fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.legend(fontsize=6.5, loc="upper right")
+    axes[0].set_ylabel("density", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def map_comparison(images, maps: Mapping[str, object], boxes: Mapping[str, object] | None = None,
+                   zoom: Mapping[str, object] | None = None, labels=None,
+                   titles: Sequence[str] | None = None, masks=None) -> Figure:
+    """Several maps of the same images side by side, each with the crop box it gives (the layout of
+    the supplement's Fig. 1: ATAC-Net's attention next to Grad-CAM).
+
+    Rows: the input (with the ground-truth mask contour), then one row per map, bilinearly upsampled
+    to the image size (:func:`atac.evaluate.upsample_maps`) and divided by its maximum (the scale
+    Algorithm 1 thresholds), overlaid on the image with its crop box (drawn where ``zoom`` is True;
+    a row whose image is not zoomed is marked "no zoom").
+
+    Args:
+        images: uint8 (N, 3, S, S) (or float in [0, 1]).
+        maps: ``{name: (N, h, w) maps}``, e.g. ``{"attention": ..., "Grad-CAM": ...}``.
+        boxes: ``{name: (N, 4) boxes}`` (pixel edges), or None; zoom: ``{name: bool (N,)}``, or None
+            (every box is drawn).
+        labels: (N,) 0/1 or None; titles: N strings or None; masks: bool (N, [1,] S, S) or None.
+    Returns:
+        A Figure of 1 + len(maps) rows × N columns and one colour bar.
+    Raises:
+        ValueError: no maps, or shapes that disagree on N.
+    """
+    imgs = _uint8_images(images)
+    n, S = imgs.shape[0], imgs.shape[-1]
+    if not maps:
+        raise ValueError("map_comparison needs at least one map")
+    y = _labels(labels, n) if labels is not None else None
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"expected {n} titles, got {len(titles)}")
+    m = _np(masks).astype(bool).reshape(n, S, S) if masks is not None else None
+    ups = {}
+    for name, mp in maps.items():
+        a = torch.as_tensor(_np(mp)).float()
+        if a.ndim != 3 or a.shape[0] != n:
+            raise ValueError(f"map '{name}' must be (N={n}, h, w), got {tuple(a.shape)}")
+        up = upsample_maps(a, S)
+        peak = up.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
+        ups[name] = (up / peak).clamp(0, 1).numpy()
+    boxes, zoom = dict(boxes or {}), dict(zoom or {})
+    fig = Figure(figsize=(2.0 * n + 0.9, 2.1 * (1 + len(ups))), layout="constrained")
+    axes = fig.subplots(1 + len(ups), n, squeeze=False)
+    im = None
+    for i in range(n):
+        rgb = _hwc(imgs[i])
+        axes[0, i].imshow(rgb)
+        for r, (name, up) in enumerate(ups.items(), start=1):
+            ax = axes[r, i]
+            ax.imshow(rgb)
+            im = ax.imshow(up[i], cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+            if name in boxes and boxes[name] is not None:
+                z = True if zoom.get(name) is None else bool(_np(zoom[name])[i])
+                if z:
+                    _draw_box(ax, _np(boxes[name])[i])
+                else:
+                    ax.text(0.5, 0.04, "no zoom", transform=ax.transAxes, ha="center", va="bottom",
+                            fontsize=7, color="white",
+                            bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+        if m is not None and m[i].any():
+            for ax in axes[:, i]:
+                ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
+        parts = ([("anomalous" if y[i] else "normal")] if y is not None else []) + \
+                ([str(titles[i])] if titles is not None else [])
+        axes[0, i].set_title("\n".join(parts), fontsize=8,
+                             color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input", fontsize=9)
+    for r, name in enumerate(ups, start=1):
+        axes[r, 0].set_ylabel(f"{name} + crop box", fontsize=9)
+    fig.colorbar(im, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="map / max")
+    return fig
+
+
+def threshold_boxes(images, attention, thresholds: Sequence[float], full_fraction: float = 0.95,
+                    labels=None, titles: Sequence[str] | None = None, masks=None) -> Figure:
+    """How the crop threshold w moves the crop box: per image, its attention map with one box per w.
+
+    The boxes are Algorithm 1's (:func:`atac.cropping.attention_boxes`) at each threshold; a w that
+    gives no zoom (an empty mask, or a box of at least ``full_fraction`` of the image) draws no box
+    and is listed as "no zoom" in the panel.
+
+    Args:
+        images: uint8 (N, 3, S, S); attention: (N, h, w) attention maps (``Predictions.attention``).
+        thresholds: the values of w to draw (at most 6; one colour each, in the legend).
+        full_fraction: ``crop_full_fraction`` of the run.
+        labels, titles, masks: as in :func:`attention_grid`.
+    Returns:
+        A Figure of one row × N columns.
+    Raises:
+        ValueError: no thresholds, more than 6, or shapes that disagree on N.
+    """
+    from .cropping import attention_boxes
+
+    imgs = _uint8_images(images)
+    n, S = imgs.shape[0], imgs.shape[-1]
+    if not 0 < len(thresholds) <= len(BOX_COLORS):
+        raise ValueError(f"threshold_boxes draws 1 to {len(BOX_COLORS)} thresholds, got {len(thresholds)}")
+    attn = torch.as_tensor(_np(attention)).float()
+    if attn.ndim != 3 or attn.shape[0] != n:
+        raise ValueError(f"attention must be (N={n}, h, w), got {tuple(attn.shape)}")
+    y = _labels(labels, n) if labels is not None else None
+    m = _np(masks).astype(bool).reshape(n, S, S) if masks is not None else None
+    up = upsample_maps(attn, S)
+    up = (up / up.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]).clamp(0, 1).numpy()
+    per_w = [attention_boxes(attn, (S, S), float(w), full_fraction) for w in thresholds]
+    fig = Figure(figsize=(2.1 * n, 2.9), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        ax.imshow(_hwc(imgs[i]))
+        ax.imshow(up[i], cmap="inferno", alpha=0.5, vmin=0, vmax=1)
+        if m is not None and m[i].any():
+            ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
+        no_zoom = []
+        for k, (w, (b, z)) in enumerate(zip(thresholds, per_w)):
+            if bool(z[i]):
+                _draw_box(ax, b[i], BOX_COLORS[k], lw=1.3)
+            else:
+                no_zoom.append(f"{w:g}")
+        if no_zoom:
+            ax.text(0.5, 0.03, "no zoom: w=" + ",".join(no_zoom), transform=ax.transAxes, ha="center",
+                    va="bottom", fontsize=6.5, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5})
+        parts = ([("anomalous" if y[i] else "normal")] if y is not None else []) + \
+                ([str(titles[i])] if titles is not None else [])
+        ax.set_title("\n".join(parts), fontsize=8,
+                     color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=BOX_COLORS[k], label=f"w = {w:g}")
+               for k, w in enumerate(thresholds)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
+    return fig
+
+
+def metric_curves(x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str,
+                  ylabel: str, title: str | None = None, ylim: tuple[float, float] | None = None) -> Figure:
+    """One or more measured quantities against a swept value (e.g. AUROC and zoom rates against w).
+
+    Args:
+        x: the swept values; series: ``{name: values}`` of len(x) each (None or NaN: not drawn).
+        xlabel, ylabel, title: labels; ylim: optional y range.
+    Returns:
+        A Figure with one axes, a marked line per series.
+    Raises:
+        ValueError: a series of another length than ``x``, or no series.
+    """
+    if not series:
+        raise ValueError("metric_curves needs at least one series")
+    xs = np.asarray(list(x), dtype=np.float64)
+    fig = Figure(figsize=(5.0, 3.3), layout="constrained")
+    ax = fig.subplots()
+    markers = "osD^vx"
+    for j, (name, vals) in enumerate(series.items()):
+        v = np.array([np.nan if a is None else float(a) for a in vals], dtype=np.float64)
+        if v.shape != xs.shape:
+            raise ValueError(f"series '{name}' has {v.size} values for {xs.size} x values")
+        ax.plot(xs, v, marker=markers[j % len(markers)], ms=4, lw=1.5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str,
+                 title: str | None = None, ylim: tuple[float, float] | None = (0.0, 1.0)) -> Figure:
+    """Bars of a measured value per group and series (e.g. image AUROC per method, with and without
+    pseudo-anomalies), each bar labelled with its value.
+
+    Args:
+        groups: the x-axis groups; series: ``{name: one value per group}`` (None: no bar).
+        ylabel, title: labels; ylim: y range (default 0..1, for AUROC).
+    Returns:
+        A Figure with one axes.
+    Raises:
+        ValueError: no series, or a series of another length than ``groups``.
+    """
+    if not series:
+        raise ValueError("grouped_bars needs at least one series")
+    k, n = len(series), len(groups)
+    width = 0.8 / k
+    fig = Figure(figsize=(max(3.6, 1.2 * n * k + 1.2), 3.3), layout="constrained")
+    ax = fig.subplots()
+    for j, (name, vals) in enumerate(series.items()):
+        vals = list(vals)
+        if len(vals) != n:
+            raise ValueError(f"series '{name}' has {len(vals)} values for {n} groups")
+        xs = np.arange(n) + (j - (k - 1) / 2) * width
+        for x0, v in zip(xs, vals):
+            if v is None:
+                continue
+            ax.bar(x0, float(v), width=width * 0.95, color=f"C{j}")
+            ax.text(x0, float(v), f"{float(v):.3f}", ha="center", va="bottom", fontsize=7)
+        ax.bar(np.nan, 0, color=f"C{j}", label=name)  # legend entry
+    ax.set_xticks(np.arange(n), [str(g) for g in groups])
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def config_table(cls=None, names: Sequence[str] | None = None) -> str:
+    """The fields of :class:`atac.config.RunConfig` as a Markdown table, generated from the source:
+    field, default, and the comment written beside it in ``atac/config.py`` (with the group heading
+    the field sits under). A page shows this instead of a typed list, so it cannot go stale.
+
+    Args:
+        cls: the dataclass (default :class:`atac.config.RunConfig`).
+        names: only these fields, in this order (default: every field but ``extra``).
+    Returns:
+        Markdown text: a table ``| group | field | default | note |`` (the group named on its first
+        row only).
+    Raises:
+        KeyError: a name is not a field of ``cls``.
+    """
+    import dataclasses
+    import inspect
+    import io
+    import tokenize
+
+    if cls is None:
+        from .config import RunConfig as cls  # noqa: N813
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(cls)}
+    notes: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    group, last_field = "", None
+    src = inspect.getsource(cls)
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in defaults \
+                and tok.line.strip().startswith(tok.string + ":"):
+            last_field = tok.string
+            groups[last_field] = group
+        elif tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            if tok.line.strip().startswith("#"):
+                if text.startswith("---"):
+                    group = text.strip("- ").strip()
+                last_field = None
+            elif last_field is not None and tok.start[0] == tok.end[0]:
+                notes[last_field] = text
+        elif tok.type == tokenize.NEWLINE:
+            last_field = None
+    order = list(names) if names is not None else [n for n in defaults if n != "extra"]
+    lines = ["| group | field | default | note (from `atac/config.py`) |", "|---|---|---|---|"]
+    shown_group = None
+    for name in order:
+        d = defaults[name]
+        shown = "null" if d is None else (str(d).lower() if isinstance(d, bool) else
+                                          ", ".join(f"{v:g}" for v in d) if isinstance(d, tuple) else f"{d}")
+        note = notes.get(name, "").replace("|", "\\|")
+        g = groups.get(name, "")
+        lines.append(f"| {g if g != shown_group else ''} | `{name}` | `{shown}` | {note} |")
+        shown_group = g
+    return "\n".join(lines)
