@@ -3,7 +3,7 @@
 
 Usage (from anywhere; ``make book`` calls this with the .venv's python)::
 
-    python book/build.py --profile default|ci [--only CHAPTER] [--no-html]
+    python book/build.py --profile default|ci|paper [--only CHAPTER] [--no-html]
 
 For each chapter of :data:`CHAPTERS`:
 
@@ -46,7 +46,12 @@ BUILD = ROOT / "_build"
 # Notebook chapters, in book/<name>.md, in the order of the table of contents, which lists them as
 # book/executed/<name>. A name may hold a folder ("ladder/step1_cutmix_bce").
 CHAPTERS = [
+    "intro",
+    "data_preprocessing",
+    "pseudo_anomalies",
     "step_by_step",
+    "crop_threshold",
+    "figure1",
     "ladder/step1_cutmix_bce",
     "ladder/step2_weighted_ce",
     "ladder/step3_deviation",
@@ -54,6 +59,8 @@ CHAPTERS = [
     "ladder/step5_atac",
     "table1",
     "generalisation",
+    "errata",
+    "run_it_yourself",
 ]
 KERNEL = "python3"
 
@@ -109,15 +116,31 @@ def load_params(profile: str) -> dict[str, dict]:
     return data
 
 
+def resolve_env(value):
+    """A parameter value as the chapter gets it: ``{env: NAME}`` in a profile file stands for the
+    environment variable ``NAME`` (``None`` when it is unset or empty, so a chapter can fall back,
+    e.g. to the synthetic data when ``ATAC_DATA_ROOT`` is not set); any other value is itself.
+
+    Raises:
+        BuildError: a mapping other than ``{env: NAME}``.
+    """
+    if isinstance(value, dict):
+        if set(value) != {"env"} or not isinstance(value["env"], str):
+            raise BuildError(f"a parameter value that is a mapping must be {{env: NAME}}, got {value!r}")
+        return os.environ.get(value["env"], "").strip() or None
+    return value
+
+
 def chapter_params(params: dict[str, dict], name: str) -> dict:
     """The parameters of chapter ``name``: its folders' sections (outermost first), then its own
-    section, later keys overriding earlier ones (``ladder/`` then ``ladder/step3_deviation``)."""
+    section, later keys overriding earlier ones (``ladder/`` then ``ladder/step3_deviation``);
+    ``{env: NAME}`` values are read from the environment (:func:`resolve_env`)."""
     out: dict = {}
     for i, c in enumerate(name):
         if c == "/":
             out.update(params.get(name[:i + 1], {}))
     out.update(params.get(name, {}))
-    return out
+    return {k: resolve_env(v) for k, v in out.items()}
 
 
 def check_kernel() -> None:
@@ -151,6 +174,25 @@ def glued_values(nb_path: Path) -> dict[str, str]:
                 if text is not None:
                     out[meta["name"]] = text
     return out
+
+
+def inherit_hiding_tags(nb_path: Path) -> None:
+    """Give papermill's ``injected-parameters`` cell the hiding tags (``remove-cell``,
+    ``remove-input``, ``hide-cell``, ...) of the chapter's ``parameters`` cell, so that a page that
+    hides its parameters (the introduction) does not show the injected ones either."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    hiding = [t for t in (params[0].metadata.get("tags", []) if params else [])
+              if t.startswith(("remove-", "hide-"))]
+    if not hiding:
+        return
+    for c in nb.cells:
+        tags = c.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            c.metadata["tags"] = tags + [t for t in hiding if t not in tags]
+    nbformat.write(nb, nb_path)
 
 
 def execute_chapter(name: str, params: dict, profile: str) -> float:
@@ -198,6 +240,7 @@ def execute_chapter(name: str, params: dict, profile: str) -> float:
             raise BuildError(f"chapter '{name}' could not be executed: {type(exc).__name__}: {exc}"
                              + (f"\n  execution report: {failed.relative_to(ROOT)}" if failed.is_file()
                                 else "")) from exc
+        inherit_hiding_tags(output_nb)
         shutil.move(str(output_nb), final)
     failed.unlink(missing_ok=True)
     return time.perf_counter() - t0

@@ -43,6 +43,22 @@ EXPECTED = {
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
 READS_RESULTS = {"table1", "generalisation"}
+# the introduction, the method's companion chapters and the reproduction part: each is executed by
+# test_companion_chapter_executes_with_ci_parameters and its glued values checked by CHECKS below
+COMPANION = {
+    "intro": ("paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records"),
+    "data_preprocessing": ("data_sources", "clahe_contrast", "grayscale", "norm_table", "sd_ratio_min",
+                           "sd_ratio_max", "mean_shift"),
+    "pseudo_anomalies": ("auroc_deviation_with", "auroc_deviation_without", "auroc_atac_with",
+                         "auroc_atac_without", "pseudo_lines", "n_runs", "budget", "profile"),
+    "crop_threshold": ("test_time_table", "trained_note", "recorded_w", "trained_auroc", "w_sentence",
+                       "budget", "profile"),
+    "figure1": ("figure1_table", "figure1_sentences", "pixel_auroc_attention", "pixel_auroc_gradcam",
+                "covered50_attention", "covered50_gradcam", "sources"),
+    "errata": ("norm_table", "loss_table", "table2_errata", "n_table2_errata", "found", "zoom_verdict"),
+    "run_it_yourself": ("demo_category", "outputs", "n_copied", "image_auroc", "budget", "profile"),
+}
+EXPECTED.update({name: (glue, None) for name, glue in COMPANION.items()})
 MIN_FIGURES = {"step_by_step": 6, "table1": 1}  # ladder chapters: 3 or more
 GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z_][A-Za-z0-9_]*)|```\{glue(?::\w+)?\}\s+([A-Za-z_]\w*)")
 
@@ -97,7 +113,8 @@ def test_toc_lists_only_existing_sources():
         else:
             assert (ROOT / f"{f}.md").is_file() or (ROOT / f"{f}.ipynb").is_file(), \
                 f"toc entry {f} does not exist"
-    assert "book/intro" == _toc_files()[0]
+    assert "book/executed/intro" == _toc_files()[0]
+    assert "book/references" in _toc_files()
     assert executed == build.CHAPTERS, "the toc's notebook chapters and build.CHAPTERS differ"
 
 
@@ -118,7 +135,7 @@ def test_every_chapter_has_exactly_one_parameters_cell():
         assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-@pytest.mark.parametrize("profile", ["ci", "default"])
+@pytest.mark.parametrize("profile", ["ci", "default", "paper"])
 def test_profiles_set_only_known_parameters(profile):
     jupytext = pytest.importorskip("jupytext")
     build = _build_module()
@@ -275,7 +292,7 @@ def _check_glue(name: str, nb) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in READS_RESULTS])
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n not in READS_RESULTS | set(COMPANION)])
 def test_training_chapter_executes_with_ci_parameters(name, tmp_path, synth_root):
     build = _build_module()
     assert set(EXPECTED) == set(build.CHAPTERS), "EXPECTED must name every chapter of the book"
@@ -388,3 +405,165 @@ def test_generalisation_chapter_with_results_states_the_claim(tmp_path, synth_ro
     assert (tmp_path / "out" / "table2.csv").is_file() and (tmp_path / "out" / "table2.png").is_file()
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pngs == 2                                # example images and the per-type figure
+
+
+# ----------------------------------------------------------------------------------------------
+# profiles read from the environment; the references; the companion chapters' helpers (fast)
+
+
+def test_env_values_in_profiles(monkeypatch):
+    build = _build_module()
+    params = {"figure1": {"real_data_root": {"env": "ATAC_TEST_ROOT"}, "seed": 1}}
+    monkeypatch.delenv("ATAC_TEST_ROOT", raising=False)
+    assert build.chapter_params(params, "figure1") == {"real_data_root": None, "seed": 1}
+    monkeypatch.setenv("ATAC_TEST_ROOT", "  ")
+    assert build.chapter_params(params, "figure1")["real_data_root"] is None
+    monkeypatch.setenv("ATAC_TEST_ROOT", "/data")
+    assert build.chapter_params(params, "figure1")["real_data_root"] == "/data"
+    with pytest.raises(build.BuildError, match="env: NAME"):
+        build.chapter_params({"figure1": {"x": {"nope": 1}}}, "figure1")
+    # the default and paper profiles fill the real data root from ATAC_DATA_ROOT
+    for profile in ("default", "paper"):
+        raw = build.load_params(profile)
+        assert raw["figure1"]["real_data_root"] == {"env": "ATAC_DATA_ROOT"}
+
+
+def test_default_profile_training_budgets_are_small():
+    """The new training chapters of the default profile stay within about two minutes each on two
+    CPU cores: at most 10 epochs of the cpu preset at 128 px (step_by_step's measured 107 s)."""
+    build = _build_module()
+    params = build.load_params("default")
+    for name in ("pseudo_anomalies", "crop_threshold", "figure1"):
+        p = params[name]
+        assert p["preset"] == "cpu" and p["image_size"] <= 128
+        runs = len(p.get("methods", [None])) * (2 if name == "pseudo_anomalies" else 1)
+        one_pass = name == "pseudo_anomalies"  # half of the runs are one-pass (deviation)
+        assert p["epochs"] * runs * (0.75 if one_pass else 1) <= 10, name
+        assert p.get("trained_thresholds", []) == []
+    for name, p in build.load_params("paper").items():
+        if "preset" in p:
+            assert p["preset"] == "smoke", f"the paper profile trains {name} beyond the smoke budget"
+
+
+def test_every_citation_is_in_the_bibliography():
+    bib = (BOOK / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    cited = set()
+    for path in list(BOOK.glob("*.md")) + list(BOOK.glob("ladder/*.md")):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", path.read_text()):
+            cited |= {k.strip() for k in group.split(",")}
+    assert cited and cited <= keys, f"cited but not in book/references.bib: {sorted(cited - keys)}"
+    for key in ("bergmann2019mvtec", "huang2020magnetic", "pang2019devnet", "ding2022dra", "yun2019cutmix",
+                "selvaraju2017gradcam", "zhang2019sagan", "zuiderveld1994clahe", "gupta2024atacnet"):
+        assert key in keys
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["bibtex_bibfiles"] == ["book/references.bib"]
+    assert "sphinxcontrib.bibtex" in cfg["sphinx"]["config"]["extensions"]
+    assert "{bibliography}" in (BOOK / "references.md").read_text()
+
+
+def test_companion_plots_and_helpers():
+    from matplotlib.figure import Figure
+
+    from atac import plots
+    from atac.cropping import box_coverage
+
+    n, s = 3, 32
+    imgs = (torch.rand(n, 3, s, s) * 255).to(torch.uint8)
+    fig = plots.image_rows({"a": imgs, "b": [imgs[0], imgs[1, :, :16, :16], imgs[2]]}, titles=list("xyz"),
+                           boxes={"a": [(1, 1, 10, 10), None, (0, 0, 32, 32)]})
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 * n
+    with pytest.raises(ValueError, match="same number"):
+        plots.image_rows({"a": imgs, "b": imgs[:2]})
+    assert isinstance(plots.value_histograms({"x": torch.randn(2, 3, 8, 8), "y": torch.randn(2, 3, 8, 8)}), Figure)
+    with pytest.raises(ValueError, match="expected"):
+        plots.value_histograms({"x": torch.randn(2, 1, 8, 8)})
+    attn = torch.rand(n, 4, 4)
+    boxes = torch.tensor([[2, 2, 20, 20], [0, 0, s, s], [5, 5, 30, 12]]).float()
+    zoom = torch.tensor([True, False, True])
+    masks = torch.zeros(n, 1, s, s, dtype=torch.bool)
+    masks[0, 0, 4:8, 4:8] = True                      # inside box 0
+    masks[2, 0, 20:24, 0:4] = True                    # outside box 2
+    fig = plots.map_comparison(imgs, {"attention": attn, "Grad-CAM": torch.rand(n, s, s)},
+                               boxes={"attention": boxes, "Grad-CAM": boxes},
+                               zoom={"attention": zoom, "Grad-CAM": None}, labels=[1, 0, 1],
+                               titles=list("abc"), masks=masks)
+    assert isinstance(fig, Figure)
+    assert isinstance(plots.threshold_boxes(imgs, attn, [0.3, 0.5, 0.9], labels=[1, 0, 1], masks=masks), Figure)
+    with pytest.raises(ValueError):
+        plots.threshold_boxes(imgs, attn, [0.1] * 7)
+    assert isinstance(plots.metric_curves([0.1, 0.5], {"a": [0.2, None]}, "w", "v"), Figure)
+    assert isinstance(plots.grouped_bars(["m1", "m2"], {"on": [0.5, 0.7], "off": [0.4, None]}, "AUROC"), Figure)
+    with pytest.raises(ValueError):
+        plots.grouped_bars(["m1"], {"on": [0.5, 0.7]}, "AUROC")
+    cover = box_coverage(boxes, masks)
+    assert cover[0] == 1.0 and torch.isnan(cover[1]) and cover[2] == 0.0
+    with pytest.raises(ValueError):
+        box_coverage(boxes[:2], masks)
+    table = plots.config_table()
+    assert "| `crop_threshold` | `0.5` |" in table and "not printed by the paper" in table
+    assert "`extra`" not in table and table.count("| Algorithm 1: attention crop |") == 1
+    assert plots.config_table(names=["seed"]).count("\n") == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# the companion chapters, executed (slow)
+
+
+def _records_in(folder: Path) -> int:
+    return sum(1 for p in folder.glob("*.jsonl") for line in p.read_text().splitlines() if line.strip())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(COMPANION))
+def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_root):
+    jupytext = pytest.importorskip("jupytext")
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), name)
+    known = _parameter_names(_parameters_cells(jupytext.read(BOOK / f"{name}.md"))[0].source)
+    if "data_root" in known:
+        params["data_root"] = str(synth_root)
+    params.update(out_dir=str(tmp_path / "run"), profile="test")
+    nb = _execute(name, params, tmp_path)
+    glued = _check_glue(name, nb)
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    unit = lambda key: 0.0 <= float(glued[key]) <= 1.0  # noqa: E731
+    if name == "intro":
+        assert glued["paper_grid_atac"] == "0.988" and glued["paper_grid_deviation"] == "0.947"
+        assert int(glued["n_records"]) == _records_in(ROOT / "paper_runs" / "results")
+        assert "| mvtec_ad/grid | atac | mobilenet_v2 | 10 |" in glued["measured_table"]
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert "remove-cell" in _parameters_cells(nb)[0].metadata["tags"] and injected
+    elif name == "data_preprocessing":
+        assert 0.7 < float(glued["sd_ratio_min"]) <= float(glued["sd_ratio_max"]) < 0.95
+        assert "synthetic/grid: 2 of 2 images shown have three equal channels" in glued["grayscale"]
+        assert "0.48145466" in glued["norm_table"] or "0.4815" in glued["norm_table"]
+        assert pngs >= 5
+    elif name == "pseudo_anomalies":
+        assert all(unit(f"auroc_{m}_{w}") for m in ("deviation", "atac") for w in ("with", "without"))
+        assert int(glued["n_runs"]) == 4 and pngs >= 3
+        rec = json.loads((tmp_path / "run" / "atac-pseudo-false" / "metrics.json").read_text())
+        assert rec["config"]["pseudo_anomaly"] is False and rec["method"] == "atac"
+        assert rec["config"]["extra"]["book_chapter"] == "pseudo_anomalies"
+    elif name == "crop_threshold":
+        table = glued["test_time_table"]
+        assert all(f"| {w:g}" in table for w in params["thresholds"]) and "(trained)" in table
+        assert "2 networks, one per w" in glued["trained_note"]
+        assert "w = 0.5" in glued["recorded_w"]            # the recorded runs all use w = 0.5
+        assert (tmp_path / "run" / "atac-w0.3" / "metrics.json").is_file() and pngs >= 3
+    elif name == "figure1":
+        assert unit("pixel_auroc_attention") and unit("pixel_auroc_gradcam")
+        assert unit("covered50_attention") and unit("covered50_gradcam")
+        assert "| synthetic/weave | attention |" in glued["figure1_table"]
+        assert "| synthetic/weave | Grad-CAM |" in glued["figure1_table"] and pngs >= 1
+    elif name == "errata":
+        assert int(glued["n_table2_errata"]) == 1
+        assert "0.935" in glued["table2_errata"] and "0.953" in glued["table2_errata"]
+        outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
+                            for o in c.get("outputs", []))
+        assert "`crop_threshold`" in outputs and "`patch_source`" in outputs
+        assert "| -20 | -15 | 25 |" in glued["loss_table"]
+    elif name == "run_it_yourself":
+        assert glued["demo_category"] == "'my_parts'" and "metrics.json" in glued["outputs"]
+        assert (tmp_path / "run" / "own-data" / "mvtec_ad" / "my_parts" / "train" / "good").is_dir()
+        assert unit("image_auroc")
