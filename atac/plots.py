@@ -88,6 +88,17 @@ def image_grid(images, titles: Sequence[str] | None = None, labels=None, ncols: 
     return fig
 
 
+def _label_panel(ax, i: int, y, titles) -> None:
+    """Title a column's top panel: "anomalous"/"normal" (coloured) and the column's own title."""
+    parts = []
+    if y is not None:
+        parts.append("anomalous" if y[i] else "normal")
+    if titles is not None:
+        parts.append(str(titles[i]))
+    ax.set_title("\n".join(parts), fontsize=8,
+                 color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+
+
 def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[str] | None = None,
                    masks=None, zoom=None, map_name: str = "attention") -> Figure:
     """Per image: the input, its attention map with the crop box, and the zoomed crop.
@@ -171,13 +182,7 @@ def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[
         if not bool(z[i]):
             bot.text(0.5, 0.04, "no zoom", transform=bot.transAxes, ha="center", va="bottom",
                      fontsize=8, color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
-        parts = []
-        if y is not None:
-            parts.append("anomalous" if y[i] else "normal")
-        if titles is not None:
-            parts.append(str(titles[i]))
-        top.set_title("\n".join(parts), fontsize=8,
-                      color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        _label_panel(top, i, y, titles)
         for ax in (top, mid, bot):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -336,13 +341,7 @@ def map_grid(images, maps, labels=None, titles: Sequence[str] | None = None, mas
         if m is not None and m[i].any():
             for ax in (top, bot):
                 ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
-        parts = []
-        if y is not None:
-            parts.append("anomalous" if y[i] else "normal")
-        if titles is not None:
-            parts.append(str(titles[i]))
-        top.set_title("\n".join(parts), fontsize=8,
-                      color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        _label_panel(top, i, y, titles)
         for ax in (top, bot):
             ax.set_xticks([])
             ax.set_yticks([])
