@@ -25,6 +25,9 @@ PYRAMID_RESIZE = ("bilinear", "nearest", "area")
 DRA_FIELDS = ("dra_scales", "dra_ref_size", "dra_pyramid_resize", "dra_residual_conv",
               "dra_holistic_hidden")
 SETTINGS = ("general", "hard")
+# Fields that say where and how a run executes, not what it computes: free to differ between a run
+# and its resumption, and left out of a sweep's run identity (atac.train.RESUME_FREE, atac.sweep).
+EXECUTION_FIELDS = ("device", "eval_batch_size", "extra", "amp", "compile", "data_root")
 NORMALIZATIONS = {
     # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.
     "paper": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),

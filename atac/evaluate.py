@@ -40,7 +40,6 @@ class Predictions:
     heads: dict[str, torch.Tensor] | None = None
 
 
-@torch.inference_mode()
 def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "cpu",
             batch_size: int = 32, amp: str = "off") -> Predictions:
     """Score ``uint8`` images (N, 3, S, S) in eval mode, in batches; results (float32) on the CPU.
@@ -51,7 +50,14 @@ def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "
     DRANet, whose per-head scores are collected in ``heads``).
     """
     model.eval()
+    # outside inference mode: parameters moved inside it would become inference tensors, which a
+    # later backward (fine-tuning, Grad-CAM) cannot use
     model.to(memory_format=torch.channels_last)  # as in training (atac.train.MEMORY_FORMAT)
+    return _predict(model, images, device, batch_size, amp)
+
+
+@torch.inference_mode()
+def _predict(model, images, device, batch_size, amp) -> Predictions:
     parts: dict[str, list] = {k: [] for k in ("score", "score_full", "score_zoom", "attention",
                                               "boxes", "zoom")}
     heads: dict[str, list] = {}

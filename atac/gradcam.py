@@ -88,8 +88,10 @@ def gradcam_batch(model: ATACNet, x: torch.Tensor) -> torch.Tensor:
     grads = [p.grad for p in model.parameters()]
     maps = None
     try:
-        with torch.inference_mode(False), torch.enable_grad():
-            device = next(model.parameters()).device
+        device = next(model.parameters()).device
+        # full precision even inside an autocast region (predict with amp): pytorch-grad-cam turns
+        # activations and gradients into numpy arrays, which have no bfloat16
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             xg = x.to(device).clone().float().requires_grad_(True)      # a graph even if frozen
             with GradCAM(_FullImageScore(model), [model.backbone[-1]]) as cam:  # hooks released on exit
                 # GradCAM puts the model in eval mode (BatchNorm running statistics)

@@ -44,13 +44,13 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import RunConfig, preset
+from .config import EXECUTION_FIELDS, RunConfig, preset
 from .methods import get_method
 from .results import atomic_write_text, git_commit, load_records, machine
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # config fields that may differ between a recorded run and the sweep's run of it
-IGNORED_FIELDS = {"device", "eval_batch_size", "extra", "data_root", "amp", "compile"}
+IGNORED_FIELDS = set(EXECUTION_FIELDS)
 
 
 @dataclass
@@ -166,6 +166,9 @@ def _axis(key: str, value: Any) -> list:
 def select(runs: list[SweepRun], only: list[str]) -> list[SweepRun]:
     """Keep runs whose config matches every ``FIELD=V1,V2`` filter (values compared as text).
 
+    A field a run does not use still has its default value (``--only dra_scales=2`` also keeps
+    every non-DRA run); filter on ``method`` as well to avoid that.
+
     Raises:
         ValueError: a filter that is not ``FIELD=VALUES`` or names an unknown field.
     """
@@ -201,11 +204,6 @@ def recorded(results: Path) -> dict[str, dict]:
         return {}
     return {r["sweep"]["run_id"]: r for r in load_records(results)
             if isinstance(r.get("sweep"), dict) and "run_id" in r["sweep"]}
-
-
-def is_recorded(results: Path, run: SweepRun) -> bool:
-    rec = recorded(results).get(run.run_id)
-    return rec is not None and _comparable(rec.get("config", {})) == _comparable(run.config.to_dict())
 
 
 def append_record(results: Path, record: dict) -> bool:
@@ -250,15 +248,22 @@ def run_one(config: dict, out_dir: str, threads: int | None = None, device: str 
 
     if threads:
         torch.set_num_threads(int(threads))
-    if not use_cache:
-        os.environ["ATAC_NO_PREP_CACHE"] = "1"
     cfg = RunConfig.from_dict(config)
     if device:
         cfg.device = device
     previous = completed_record(out_dir)
     if previous is not None and same_config(previous, cfg):
         return previous
-    return run(cfg, out_dir, progress=False).metrics
+    before = os.environ.get("ATAC_NO_PREP_CACHE")
+    if not use_cache:
+        os.environ["ATAC_NO_PREP_CACHE"] = "1"
+    try:
+        return run(cfg, out_dir, progress=False).metrics
+    finally:  # a sweep run in-process must not leave the switch on for the caller
+        if before is None:
+            os.environ.pop("ATAC_NO_PREP_CACHE", None)
+        else:
+            os.environ["ATAC_NO_PREP_CACHE"] = before
 
 
 _WORKER: dict[str, Any] = {}
@@ -342,7 +347,9 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
             log(f"run {run.run_id} failed: {failed[run.run_id]}")
         else:
             record = {**record, "sweep": _sweep_entry(sweep, run, executor)}
-            append_record(sweep.results, record)
+            if not append_record(sweep.results, record):
+                log(f"run {run.run_id}: already in {sweep.results} (another invocation recorded it); "
+                    "not added twice")
             finished += 1
             bar.set_postfix_str(f"{run.run_id}: AUROC {record.get('image_auroc', float('nan')):.3f}")
         bar.update(1)
@@ -471,6 +478,7 @@ def reproduce(results: str | Path, rid: str, out_dir: str | Path, threads: int |
         raise ValueError(f"{results}: no run '{rid}' (runs there: {some}{', ...' if len(records) > 5 else ''})")
     old = records[rid]
     cfg = RunConfig.from_dict(old["config"])
+    cfg.device = "auto"   # the recorded one may be a sweep worker's GPU (cuda:3) absent here
     if data_root:
         cfg.data_root = data_root
     before = torch.get_num_threads()

@@ -93,3 +93,26 @@ def test_a_bf16_run_on_cpu_records_its_precision_and_stays_close(synth_root, tmp
     # amp is an execution choice: the record's config differs only there
     ca, cb = full.metrics["config"], low.metrics["config"]
     assert {k for k in ca if ca[k] != cb[k]} == {"amp"}
+
+
+def test_scores_and_maps_stay_float32_under_bf16_autocast():
+    model = _model()
+    x = torch.rand(64, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), autocast("bf16", "cpu"):
+        out = model(x)
+    assert out.score.dtype == torch.float32 and out.attention.dtype == torch.float32
+    assert len(torch.unique(out.score)) == 64          # no bf16 ties for AUROC to rank
+
+
+def test_gradcam_zoom_evaluates_under_autocast_and_predict_keeps_the_model_trainable(synth_root, tmp_path):
+    from atac.evaluate import predict
+
+    c = preset("smoke")
+    c.data_root, c.method, c.shots, c.amp = str(synth_root), "gradcam_zoom", 2, "bf16"
+    res = run(c, tmp_path / "g", progress=False)          # Grad-CAM inside a bf16 predict
+    assert res.metrics["precision"] == "bfloat16" and 0.0 <= res.metrics["image_auroc"] <= 1.0
+    model = _model("deviation", 64)
+    predict(model, (torch.rand(2, 3, 64, 64) * 255).to(torch.uint8))
+    assert not any(p.is_inference() for p in model.parameters())
+    model.train()
+    model(torch.rand(2, 3, 64, 64)).score.sum().backward()   # still usable for training

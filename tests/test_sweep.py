@@ -187,3 +187,12 @@ def test_reproduce_a_recorded_run(synth_root, tmp_path, capsys):
     assert "already holds a finished run" in capsys.readouterr().err
     assert main(["reproduce", res, "nosuch", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert f"no run 'nosuch' (runs there: {rid})" in capsys.readouterr().err
+
+
+def test_table_of_a_file_without_ten_shot_runs(synth_root, tmp_path, capsys):
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 1, "seed": 0}])
+    run_sweep(load_sweep(path), threads=1, progress=False)
+    assert main(["table", "table1", "--results", str(tmp_path / "results" / "t.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "| synthetic | weave |" in out and "Ladder order" not in out

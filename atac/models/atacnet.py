@@ -136,15 +136,19 @@ class ATACNet(nn.Module):
     def score_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One pass: (score (B,), score map (B, 1, h, w), attention (B, h, w))."""
         feats = self.backbone(self.normalize(x))                        # (B, C, h, w)
-        if self.attention is not None:
-            feats = self.attention(feats)
-        attn = feats.mean(dim=1)                                        # (B, h, w)
-        smap = self.mapping(feats)                                      # (B, 1, h, w)
-        if self.classifier is None:
-            score = topk_score(smap, self.topk_ratio)
-        else:
-            pooled = topk_score(smap, self.topk_ratio, absolute=False)
-            score = self.classifier(pooled[:, None])[:, 0]
+        # the small layers after the backbone run in float32 even under autocast (atac.precision):
+        # scores, maps and crop boxes keep full precision (bf16 would tie scores that AUROC ranks)
+        with torch.autocast(feats.device.type, enabled=False):
+            feats = feats.float()
+            if self.attention is not None:
+                feats = self.attention(feats)
+            attn = feats.mean(dim=1)                                    # (B, h, w)
+            smap = self.mapping(feats)                                  # (B, 1, h, w)
+            if self.classifier is None:
+                score = topk_score(smap, self.topk_ratio)
+            else:
+                pooled = topk_score(smap, self.topk_ratio, absolute=False)
+                score = self.classifier(pooled[:, None])[:, 0]
         return score, smap, attn
 
     def forward(self, x: torch.Tensor) -> Output:

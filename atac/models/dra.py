@@ -178,15 +178,18 @@ class DRANet(nn.Module):
         first_map = None
         for xs in self._pyramid(both):
             feats = self.backbone(xs)                                    # (R + B, C, h, w)
-            f_ref, f = feats[:R], feats[R:]                              # (R, C, h, w), (B, C, h, w)
-            m_seen = self.seen(f)                                        # (B, 1, h, w)
-            m_pseudo = self.pseudo(f)
-            m_res = self.residual(f - f_ref.mean(dim=0, keepdim=True))   # (B, 1, h, w)
-            pooled = f.mean(dim=(2, 3))                                  # (B, C)
-            per_scale["seen"].append(topk_score(m_seen, self.topk_ratio))
-            per_scale["pseudo"].append(topk_score(m_pseudo, self.topk_ratio))
-            per_scale["residual"].append(topk_score(m_res, self.topk_ratio))
-            per_scale["normality"].append(self.normality(pooled)[:, 0].abs())  # (B,)
+            # heads in float32 even under autocast (atac.precision): full-precision scores
+            with torch.autocast(feats.device.type, enabled=False):
+                feats = feats.float()
+                f_ref, f = feats[:R], feats[R:]                          # (R, C, h, w), (B, C, h, w)
+                m_seen = self.seen(f)                                    # (B, 1, h, w)
+                m_pseudo = self.pseudo(f)
+                m_res = self.residual(f - f_ref.mean(dim=0, keepdim=True))  # (B, 1, h, w)
+                pooled = f.mean(dim=(2, 3))                              # (B, C)
+                per_scale["seen"].append(topk_score(m_seen, self.topk_ratio))
+                per_scale["pseudo"].append(topk_score(m_pseudo, self.topk_ratio))
+                per_scale["residual"].append(topk_score(m_res, self.topk_ratio))
+                per_scale["normality"].append(self.normality(pooled)[:, 0].abs())  # (B,)
             if first_map is None:
                 first_map = m_seen.abs() + m_pseudo.abs() + m_res.abs()   # (B, 1, h, w)
         heads = {h: torch.stack(v).mean(dim=0) for h, v in per_scale.items()}  # (B,) each
