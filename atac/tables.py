@@ -11,7 +11,8 @@ keyed by what must not be averaged together (dataset, category, backbone, budget
 for Table 2 the known anomaly type), and :func:`_stats` turns a group into mean ± sample std.
 
 Table 1: :func:`published_table1`, :func:`table1_rows`, :func:`render_table1`, :func:`table1_figure`,
-:func:`ladder_order`. Table 2 (hard setting: DevNet, DRA, ATAC-Net per known defect type):
+:func:`ladder_order`, :func:`ladder_pairs`. Recorded results, file by file: :func:`recorded_results`,
+:func:`describe_setups`. Table 2 (hard setting: DevNet, DRA, ATAC-Net per known defect type):
 :func:`published_table2`, :func:`table2_rows`, :func:`render_table2`, :func:`render_published_table2`,
 :func:`table2_figure`, :func:`table2_claims`.
 """
@@ -24,6 +25,7 @@ import itertools
 import math
 import statistics
 from importlib import resources
+from pathlib import Path
 
 from matplotlib.figure import Figure
 
@@ -144,7 +146,8 @@ def table1_rows(records: list[dict], metric: str = "image_auroc") -> list[dict]:
     Returns:
         One dict per group, sorted by dataset, category, backbone, budget, shots, then method in
         ladder order I..V (others, e.g. ``dra``, after): ``dataset``, ``category``, ``backbone``,
-        ``budget`` (str), ``shots``, ``method``, ``step`` ("I".."V" or None), ``metric``, ``n``
+        ``budget`` (str), ``shots``, ``method``, ``setting`` ("general"), ``known_type`` (None),
+        ``step`` ("I".."V" or None), ``metric``, ``n``
         (seeds), ``seeds``, ``values``, ``mean``, ``std`` (sample std; None when n = 1), ``paper``
         (the supplement's Table 1 value where one exists: MVTec AD class, ten shots, a Table 1
         method; else None) and ``diff`` (mean − paper, or None).
@@ -160,8 +163,8 @@ def table1_rows(records: list[dict], metric: str = "image_auroc") -> list[dict]:
     paper = _paper_lookup() if metric == "image_auroc" else {}
     rows = []
     for key, recs in _group(general, TABLE1_KEYS).items():
-        row = {**dict(zip(TABLE1_KEYS, key)), "step": LADDER.get(key[-1]), "metric": metric,
-               **_stats(recs, metric)}
+        row = {**dict(zip(TABLE1_KEYS, key)), "setting": "general", "known_type": None,
+               "step": LADDER.get(key[-1]), "metric": metric, **_stats(recs, metric)}
         p = None
         if row["dataset"] == "mvtec_ad" and row["shots"] == 10 and row["category"] != "mean":
             p = paper.get((row["category"], row["method"]))
@@ -358,6 +361,179 @@ def _order_verdict(means: dict[str, float]) -> tuple[bool, str]:
     return (not broken, "holds" if not broken else "does not hold: " + "; ".join(broken))
 
 
+
+# The supplement's three step-by-step claims of Table 1, (better, worse) in ladder order.
+LADDER_CLAIMS = (("weighted_ce", "cutmix_bce"), ("deviation", "weighted_ce"), ("atac", "deviation"))
+
+
+def ladder_pairs(rows: list[dict], shots: int = 10,
+                 pairs: tuple[tuple[str, str], ...] = LADDER_CLAIMS) -> list[dict]:
+    """Each claimed step of the ladder (``better`` beats ``worse``) judged on our means, with the
+    difference and the seed-to-seed spread it is to be read against.
+
+    Args:
+        rows: from :func:`table1_rows`.
+        shots: only rows with this many known anomalies are compared.
+        pairs: (better, worse) method pairs; default :data:`LADDER_CLAIMS` (II > I, III > II, V > III).
+    Returns:
+        One dict per (dataset, category, backbone, budget) with rows at ``shots`` (in the order of
+        :func:`ladder_order`) and per pair: those keys, ``shots``, ``better``, ``worse``, ``missing``
+        (the pair's methods without a row), ``mean_better``, ``mean_worse``, ``n_better``,
+        ``n_worse``, ``diff`` (mean_better − mean_worse), ``spread`` (the larger of the two sample
+        stds; None when neither has one, i.e. one seed each), ``one_seed`` (True when a side has a
+        single seed), ``paper_better``/``paper_worse`` (the paper's Table 1 values, or None),
+        ``verdict`` ("supported", "not supported", "not resolved" — the difference is within the
+        spread, or zero — or "cannot tell": a method is missing) and ``sentence``, e.g.
+        "supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110)". The numeric keys are None when
+        ``missing``.
+    Raises:
+        ValueError: no rows at ``shots``.
+    """
+    if not any(r["shots"] == shots for r in rows):
+        raise ValueError(f"no rows with {shots} shots (found: {sorted({r['shots'] for r in rows})})")
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if r["shots"] == shots:
+            groups.setdefault((r["dataset"], r["category"], r["backbone"], r["budget"]), {})[r["method"]] = r
+    out = []
+    for (dataset, category, backbone, bud), by in groups.items():
+        for better, worse in pairs:
+            res = {"dataset": dataset, "category": category, "backbone": backbone, "budget": bud,
+                   "shots": shots, "better": better, "worse": worse,
+                   "missing": [m for m in (better, worse) if m not in by],
+                   "mean_better": None, "mean_worse": None, "n_better": None, "n_worse": None,
+                   "diff": None, "spread": None, "one_seed": None, "paper_better": None,
+                   "paper_worse": None}
+            if res["missing"]:
+                res["verdict"] = "cannot tell"
+                res["sentence"] = f"cannot tell, no run of {', '.join(res['missing'])}"
+                out.append(res)
+                continue
+            b, w = by[better], by[worse]
+            diff = b["mean"] - w["mean"]
+            stds = [x for x in (b["std"], w["std"]) if x is not None]
+            spread = max(stds) if stds else None
+            res.update(mean_better=b["mean"], mean_worse=w["mean"], n_better=b["n"], n_worse=w["n"],
+                       diff=diff, spread=spread, one_seed=b["n"] < 2 or w["n"] < 2,
+                       paper_better=b["paper"], paper_worse=w["paper"])
+            if diff == 0 or (spread is not None and abs(diff) <= spread):
+                res["verdict"] = "not resolved"
+                res["sentence"] = (f"not resolved: {better} {b['mean']:.3f} vs {worse} {w['mean']:.3f}, "
+                                   f"a difference of {diff:+.3f}" + (
+                                       f" within the seed-to-seed spread ({spread:.3f})"
+                                       if spread is not None else ""))
+            elif diff > 0:
+                res["verdict"] = "supported"
+                res["sentence"] = f"supported: {better} {b['mean']:.3f} > {worse} {w['mean']:.3f} ({diff:+.3f})"
+            else:
+                res["verdict"] = "not supported"
+                res["sentence"] = (f"not supported: {better} {b['mean']:.3f} < {worse} {w['mean']:.3f} "
+                                   f"({diff:+.3f})")
+            if res["one_seed"]:
+                res["sentence"] += " — one seed on at least one side, so no spread to judge the difference by"
+            out.append(res)
+    return out
+
+
+PAPER_BACKBONE = "resnet50"
+
+
+def describe_setups(rows: list[dict]) -> str:
+    """The backbones and budgets of ``rows`` (from :func:`table1_rows` / :func:`table2_rows`) as a
+    phrase for prose, set against the paper's setup (ResNet-50, the ``paper`` preset): e.g.
+    ``"mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs × 20 steps, batch 16,
+    224 px (not the paper's budget)"``; several budgets of one backbone are joined by "and",
+    several backbones by "; ". Raises ValueError on no rows."""
+    if not rows:
+        raise ValueError("no rows to describe")
+    by_backbone: dict[str, set[str]] = {}
+    for r in rows:
+        by_backbone.setdefault(str(r["backbone"]), set()).add(r["budget"])
+    parts = []
+    for backbone, buds in sorted(by_backbone.items()):
+        bb = (f"{backbone} (the paper's backbone)" if backbone == PAPER_BACKBONE
+              else f"{backbone} (not the paper's ResNet-50)")
+        buds = sorted(buds)
+        paper = [b.startswith("paper:") for b in buds]
+        if all(paper) or not any(paper):
+            text = " and ".join(buds) + (" (the paper preset)" if all(paper) else
+                                        f" (not the paper's budget{'s' if len(buds) > 1 else ''})")
+        else:
+            text = " and ".join(b + (" (the paper preset)" if p else " (not the paper's budget)")
+                                for b, p in zip(buds, paper))
+        parts.append(f"{bb} at the budget{'s' if len(buds) > 1 else ''} {text}")
+    return "; ".join(parts)
+
+
+def results_file_note(path) -> str:
+    """What a results file of ``paper_runs/results/`` is, from its name: ``*-partial.jsonl`` is a
+    stopped attempt (kept as recorded; its runs are not a finished sweep), ``exploratory-*`` an
+    exploratory run; anything else "recorded runs". See ``paper_runs/README.md`` for each file."""
+    stem = Path(path).stem
+    if stem.endswith("-partial"):
+        return "a stopped attempt, partial (kept as recorded; not a finished sweep)"
+    if stem.startswith("exploratory"):
+        return "an exploratory run"
+    return "recorded runs"
+
+
+def recorded_results(results_dir, metric: str = "image_auroc", sweeps_dir=None) -> list[dict]:
+    """Every results file in ``results_dir`` (``*.jsonl``, not a sweep's ``*.sessions.jsonl`` log),
+    summarised on its own: files are never pooled, so a number always names the file it comes from.
+
+    Args:
+        results_dir: a folder of results files (e.g. ``paper_runs/results``); a missing folder
+            gives an empty list.
+        metric: the record key to summarise.
+        sweeps_dir: a folder of sweep files (e.g. ``paper_runs``); a file that a sweep there writes
+            is noted as that sweep with its progress ("sweep table1-cpu: 12 of 42 runs recorded").
+            None: not looked up.
+    Returns:
+        One dict per file, sorted by name: ``file`` (the name), ``note`` (:func:`results_file_note`,
+        or the sweep's progress),
+        ``n_records``, ``records`` and ``rows``: :func:`table1_rows` of its general-setting records
+        then :func:`table2_rows` of its hard-setting ones, each row with ``setting``, ``known_type``
+        (None in the general setting), ``budget`` and ``file``; ``paper`` is Table 1's value on a
+        general row and Table 2's on a hard row (never Table 1's for a hard row).
+    Raises:
+        ValueError: a file that cannot be read as records, a record lacking a required key, or a
+            seed twice in one group (all name the file).
+    """
+    from .results import load_records
+
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        return []
+    sweeps = {}
+    if sweeps_dir is not None and Path(sweeps_dir).is_dir():
+        from . import sweep as atac_sweep   # torch-heavy; only when asked
+
+        for f in sorted(Path(sweeps_dir).glob("*.yaml")):
+            sw = atac_sweep.load_sweep(f)
+            sweeps[sw.results] = sw
+    out = []
+    for path in sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(".sessions.jsonl")):
+        records = load_records(path)
+        rows = []
+        try:
+            if any(r.get("setting") == "general" for r in records):
+                rows += table1_rows(records, metric)
+            if any(r.get("setting") == "hard" for r in records):
+                rows += table2_rows(records, metric)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        for r in rows:
+            r["file"] = path.name
+        note = results_file_note(path)
+        sw = sweeps.get(path.resolve())
+        if sw is not None:
+            done = sum(state.startswith("done") for _, state in atac_sweep.status(sw))
+            note = (f"sweep {sw.name}: {done} of {len(sw.runs)} runs recorded"
+                    + (", in progress or stopped" if done < len(sw.runs) else ", complete"))
+        out.append({"file": path.name, "note": note, "n_records": len(records),
+                    "records": records, "rows": rows})
+    return out
+
 # ============================================================================ Table 2: hard setting
 # Table 2 column -> our method name. The paper's DevNet column is DevNet as published (its numbers
 # are the ones the DRA paper printed); ours is the `deviation` recipe (step III: DevNet's top-k
@@ -367,8 +543,10 @@ TABLE2_ORDER = ("deviation", "dra", "atac")     # Table 2's column order
 PAPER_NAMES = {"deviation": "DevNet", "dra": "DRA", "atac": "ATAC-Net"}   # the paper's column names
 RIVALS = ("deviation", "dra")                   # what ATAC-Net is claimed to beat on unseen types
 MEAN = "mean"                                   # the known_type of a mean-over-types row
-# A printed mean further than this from the mean of its printed per-type values is an erratum
-# (three-decimal values: rounding alone moves a mean by at most 0.0005).
+# A printed mean further than this from the mean of its printed per-type values is an erratum.
+# Every printed value is rounded to three decimals, each off by at most 0.0005: the mean of the
+# rounded per-type values is then off by at most 0.0005 and the printed (rounded) mean by at most
+# 0.0005 more, so rounding alone can put the two up to 0.001 apart.
 ERRATUM_TOLERANCE = 0.001
 # Defect types per (dataset, category): a mean row over known types is made only when every type
 # of the class has a row. grid and Magnetic Tile checked with `atac data info`; tile and metal_nut
@@ -458,17 +636,21 @@ def table2_rows(records: list[dict], metric: str = "image_auroc",
     Returns:
         Per-type rows sorted by dataset, category, backbone, budget, shots, known type (the mean
         last), then method (deviation, dra, atac; others after): ``dataset``, ``category``,
-        ``backbone``, ``budget`` (str), ``shots``, ``known_type``, ``method``, ``metric``, ``n``
-        (seeds), ``seeds``, ``values``, ``mean``, ``std`` (sample std; None when n = 1), ``paper``
+        ``backbone``, ``budget`` (str), ``shots``, ``known_type``, ``method``, ``setting`` ("hard"),
+        ``metric``, ``n`` (seeds), ``seeds``, ``values``, ``mean``, ``std`` (sample std; None when
+        n = 1), ``seeds_note`` (None on a per-type row), ``paper``
         (the supplement's Table 2 value for an MVTec AD tile/metal_nut row; else None),
         ``paper_types_mean`` (mean rows: the mean of the paper's per-type values), ``erratum`` (the
         sentence of :func:`published_table2` where the printed mean is wrong; else None), ``diff``
         (mean − paper, or None) and ``n_types`` (1 on a per-type row).
         A mean row (``known_type`` "mean") per (dataset, category, backbone, budget, shots, method)
-        whose rows cover every defect type of the class: ``mean`` = the mean over types of the
-        per-type means (as the paper averages); ``values`` = per seed, the mean over types, for the
-        seeds every type has (``n``, ``seeds``, ``std`` over those; std None when fewer than two);
-        ``n_types`` = the number of types.
+        whose rows cover every defect type of the class, over the seeds every type has: ``values``
+        = per such seed, the mean over types (as the paper averages); ``mean``, ``std`` (None when
+        fewer than two) and ``n``/``seeds`` over those same seeds, so the cell ``mean ± std (n)``
+        describes one set of runs; ``seeds_note`` says how many runs of other seeds were left out
+        (None when none). When no seed is common to all types, ``mean`` is the mean of the
+        per-type means over all their seeds, ``n`` = 0, ``std`` None, and ``seeds_note`` says so
+        (:func:`render_table2` marks the cell). ``n_types`` = the number of types.
     Raises:
         ValueError: the list is empty, a record lacks a required key (named), no record is of the
             hard setting, a hard record has no known type, or one seed appears twice in a group.
@@ -487,7 +669,8 @@ def table2_rows(records: list[dict], metric: str = "image_auroc",
     paper = _paper2_lookup() if metric == "image_auroc" else {}
     rows = []
     for key, recs in _group(hard, TABLE2_KEYS).items():
-        row = {**dict(zip(TABLE2_KEYS, key)), "metric": metric, **_stats(recs, metric)}
+        row = {**dict(zip(TABLE2_KEYS, key)), "setting": "hard", "metric": metric,
+               **_stats(recs, metric), "seeds_note": None}
         rows.append(_with_paper(row, paper, n_types=1))
     # means over known types
     per_class: dict[tuple, list[dict]] = {}
@@ -504,10 +687,17 @@ def table2_rows(records: list[dict], metric: str = "image_auroc",
         seeds = sorted(common, key=str)
         by_seed = [{s: v for s, v in zip(r["seeds"], r["values"])} for r in prs]
         values = [statistics.fmean(b[s] for b in by_seed) for s in seeds]
+        left_out = sum(len(r["seeds"]) for r in prs) - len(seeds) * len(prs)
+        if values:   # mean, std and n all over the seeds every type has
+            mean = statistics.fmean(values)
+            note = (f"{left_out} run(s) of seeds not shared by every type left out" if left_out else None)
+        else:        # no seed common to all types: the mean of the per-type means, marked
+            mean = statistics.fmean(r["mean"] for r in prs)
+            note = "no seed common to all types: mean of the per-type means over all their seeds"
         row = {**dict(zip([k for k in TABLE2_KEYS if k != "known_type"], key)), "known_type": MEAN,
-               "metric": metric, "n": len(seeds), "seeds": seeds, "values": values,
-               "mean": statistics.fmean(r["mean"] for r in prs),
-               "std": statistics.stdev(values) if len(values) > 1 else None}
+               "setting": "hard", "metric": metric, "n": len(seeds), "seeds": seeds, "values": values,
+               "mean": mean, "std": statistics.stdev(values) if len(values) > 1 else None,
+               "seeds_note": note}
         rows.append(_with_paper(row, paper, n_types=len(prs)))
     rows.sort(key=lambda r: (str(r["dataset"]), str(r["category"]), str(r["backbone"]), r["budget"],
                              r["shots"], _type_key(r["known_type"]), _method2_key(r["method"])))
@@ -559,8 +749,10 @@ def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
             paper's value and Δ = ours − paper ("—" where there is none); backbone and budget columns
             only when they vary. The paper's erratum (Tile, ten shots, DRA mean: printed 0.935, its
             types average 0.953) is shown as ``0.935 † (types: 0.953)`` with a † note under the
-            table. ``"csv"``: header + one line per row with plain columns (empty where None; seeds
-            joined by ";"), including ``paper_types_mean`` and ``erratum``.
+            table. A mean-over-types cell whose runs differ in seeds between types is marked ‡ with
+            its ``seeds_note`` under the table. ``"csv"``: header + one line per row with plain
+            columns (empty where None; seeds joined by ";"), including ``seeds_note``,
+            ``paper_types_mean`` and ``erratum``.
     Returns:
         The text, ending in a newline.
     Raises:
@@ -570,13 +762,15 @@ def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
         raise ValueError("no rows to render")
     if fmt == "csv":
         cols = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
-                "n_types", "n", "seeds", "mean", "std", "paper", "paper_types_mean", "diff", "erratum"]
+                "n_types", "n", "seeds", "mean", "std", "seeds_note", "paper", "paper_types_mean", "diff",
+                "erratum"]
         return _csv(rows, cols)
     if fmt != "markdown":
         raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
     keys = ["dataset", "category"] + [k for k in ("backbone", "budget")
                                       if len({r[k] for r in rows}) > 1] + ["shots", "known_type", "method"]
     head = keys + ["ours", "paper", "Δ"]
+    notes: list[str] = []
     lines = [_caption2(rows), "", "| " + " | ".join(h.replace("_", " ") for h in head) + " |",
              "|" + "|".join("---:" if h in ("shots", "ours", "paper", "Δ") else "---" for h in head) + "|"]
     for r in rows:
@@ -584,10 +778,14 @@ def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
         cells = [MISSING if r[k] is None else r[k] for k in keys]
         if r["known_type"] == MEAN:
             cells[keys.index("known_type")] = f"**mean** ({r['n_types']} types)"
+            if r.get("seeds_note"):
+                ours = (f"{r['mean']:.3f} (no common seed) ‡" if r["n"] == 0 else ours + " ‡")
+                notes.append(r["seeds_note"])
         cells += [ours, _paper_cell(r["paper"], r["paper_types_mean"], r["erratum"]), _f(r["diff"], "+.3f")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     errata = sorted({r["erratum"] for r in rows if r["erratum"]})
-    return "\n".join(lines) + "\n" + _erratum_note(errata)
+    seed_note = "".join(f"\n‡ A mean over types: {n}.\n" for n in sorted(set(notes)))
+    return "\n".join(lines) + "\n" + _erratum_note(errata) + seed_note
 
 
 def render_published_table2(fmt: str = "markdown") -> str:

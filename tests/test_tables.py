@@ -145,6 +145,117 @@ def test_ladder_order_flips():
         tables.ladder_order(tables.table1_rows([rec("atac", 0.9)]), shots=1)
 
 
+def test_ladder_pairs_difference_spread_and_verdict():
+    good = {"atac": 0.90, "deviation": 0.95, "weighted_ce": 0.93, "cutmix_bce": 0.80}
+    rows = tables.table1_rows(ladder_records(good))
+    pairs = {(p["better"], p["worse"]): p for p in tables.ladder_pairs(rows)}
+    assert list(pairs) == list(tables.LADDER_CLAIMS)
+    p = pairs[("weighted_ce", "cutmix_bce")]
+    assert p["verdict"] == "supported" and p["diff"] == pytest.approx(0.13)
+    assert p["spread"] == pytest.approx(0.01) and p["n_better"] == p["n_worse"] == 3 and not p["one_seed"]
+    assert p["sentence"] == "supported: weighted_ce 0.930 > cutmix_bce 0.800 (+0.130)"
+    assert (p["paper_better"], p["paper_worse"]) == (0.931, 0.729)
+    p = pairs[("atac", "deviation")]
+    assert p["verdict"] == "not supported" and p["sentence"].startswith("not supported: atac 0.900 < deviation")
+    # within the spread: not resolved
+    close = {**good, "deviation": 0.935}
+    p = [p for p in tables.ladder_pairs(tables.table1_rows(ladder_records(close)))
+         if p["better"] == "deviation"][0]
+    assert p["verdict"] == "not resolved" and "within the seed-to-seed spread (0.010)" in p["sentence"]
+    # one seed each: no spread; a missing method: cannot tell
+    rows = tables.table1_rows([rec("atac", 0.9), rec("deviation", 0.8)])
+    pairs = {(p["better"], p["worse"]): p for p in tables.ladder_pairs(rows)}
+    p = pairs[("atac", "deviation")]
+    assert p["spread"] is None and p["one_seed"] and p["verdict"] == "supported"
+    assert "one seed on at least one side" in p["sentence"]
+    p = pairs[("weighted_ce", "cutmix_bce")]
+    assert p["verdict"] == "cannot tell" and p["missing"] == ["weighted_ce", "cutmix_bce"] and p["diff"] is None
+    # budgets are never compared across
+    other = dict(CPU_BUDGET, epochs=10)
+    rows = tables.table1_rows([rec("atac", 0.9), rec("deviation", 0.8, config=other)])
+    assert {p["verdict"] for p in tables.ladder_pairs(rows)} == {"cannot tell"}
+    with pytest.raises(ValueError, match="shots"):
+        tables.ladder_pairs(rows, shots=1)
+
+
+def test_describe_setups():
+    rows = tables.table1_rows([rec("atac", 0.9), rec("atac", 0.9, backbone="resnet50",
+                                                       config={**CPU_BUDGET, "preset": "paper"})])
+    text = tables.describe_setups(rows)
+    assert text == ("mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs × 20 steps, "
+                    "batch 16, 224 px (not the paper's budget); resnet50 (the paper's backbone) at the "
+                    "budget paper: 15 epochs × 20 steps, batch 16, 224 px (the paper preset)")
+    rows = tables.table1_rows([rec("atac", 0.9), rec("atac", 0.9, config={**CPU_BUDGET, "epochs": 10})])
+    assert tables.describe_setups(rows) == (
+        "mobilenet_v2 (not the paper's ResNet-50) at the budgets cpu: 10 epochs × 20 steps, batch 16, "
+        "224 px and cpu: 15 epochs × 20 steps, batch 16, 224 px (not the paper's budgets)")
+    with pytest.raises(ValueError):
+        tables.describe_setups([])
+
+
+def test_recorded_results_file_by_file(tmp_path):
+    import json
+
+    res = tmp_path / "results"
+    res.mkdir()
+    # the same seed in two files: each file is summarised on its own, never pooled
+    (res / "a.jsonl").write_text(json.dumps(rec("atac", 0.9)) + "\n")
+    (res / "b-partial.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        rec("atac", 0.7), rec("deviation", 0.8),
+        dict(rec("atac", 0.6, setting="hard", category="magnetic_tile", dataset="magnetic_tile"),
+             known_type="crack"))) + "\n")
+    (res / "a.sessions.jsonl").write_text(json.dumps({"command": "atac sweep"}) + "\n")
+    files = tables.recorded_results(res)
+    assert [f["file"] for f in files] == ["a.jsonl", "b-partial.jsonl"]
+    a, b = files
+    assert a["note"] == "recorded runs" and "stopped attempt" in b["note"]
+    assert [(r["method"], r["mean"], r["n"], r["file"]) for r in a["rows"]] == [("atac", 0.9, 1, "a.jsonl")]
+    hard = [r for r in b["rows"] if r["setting"] == "hard"]
+    assert len(hard) == 1 and hard[0]["known_type"] == "crack" and hard[0]["paper"] is None
+    gen = [r for r in b["rows"] if r["setting"] == "general"]
+    assert {r["known_type"] for r in gen} == {None} and {r["paper"] for r in gen} == {0.988, 0.947}
+    # a hard-setting row of an MVTec AD class never gets a Table 1 value
+    (res / "c.jsonl").write_text(json.dumps(dict(rec("atac", 0.6, setting="hard"), known_type="glue")) + "\n")
+    (c,) = [f for f in tables.recorded_results(res) if f["file"] == "c.jsonl"]
+    assert [r["paper"] for r in c["rows"]] == [None]
+    # a duplicate seed within one file is refused, naming the file
+    (res / "d.jsonl").write_text("\n".join(json.dumps(rec("atac", v)) for v in (0.5, 0.6)) + "\n")
+    with pytest.raises(ValueError, match="d.jsonl.*seed"):
+        tables.recorded_results(res)
+    assert tables.recorded_results(tmp_path / "missing") == []
+
+
+def test_recorded_results_names_a_sweeps_progress(tmp_path):
+    import json
+
+    from atac.sweep import load_sweep
+
+    (tmp_path / "s.yaml").write_text("name: s\nresults: results/s.jsonl\nbase:\n  preset: smoke\n"
+                                     "  dataset: synthetic\n  category: weave\ngrid:\n"
+                                     "  - method: atac\n    seed: [0, 1]\n")
+    sweep = load_sweep(tmp_path / "s.yaml")
+    run = sweep.runs[0]
+    cfg = run.config
+    r = {**rec("atac", 0.9, dataset="synthetic", category="weave", config=cfg.to_dict()),
+         "sweep": {"run_id": run.run_id}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "s.jsonl").write_text(json.dumps(r) + "\n")
+    (f,) = tables.recorded_results(tmp_path / "results", sweeps_dir=tmp_path)
+    assert f["note"] == "sweep s: 1 of 2 runs recorded, in progress or stopped"
+    (f,) = tables.recorded_results(tmp_path / "results")
+    assert f["note"] == "recorded runs"
+
+
+def test_real_results_folder_file_by_file():
+    files = tables.recorded_results(REPO / "paper_runs" / "results", sweeps_dir=REPO / "paper_runs")
+    names = [f["file"] for f in files]
+    assert "first-runs-cpu.jsonl" in names and not any(n.endswith(".sessions.jsonl") for n in names)
+    partial = [f for f in files if f["file"] == "table1-cpu-10epochs-partial.jsonl"]
+    assert partial and "stopped attempt" in partial[0]["note"]
+    for f in files:
+        assert all(r["file"] == f["file"] for r in f["rows"])
+
+
 def test_real_first_runs_smoke():
     rows = tables.table1_rows(load_records(REPO / "paper_runs/results/first-runs-cpu.jsonl"))
     md = tables.render_table1(rows)
@@ -225,10 +336,28 @@ def test_table2_mean_only_when_every_type_is_there():
     rows = tables.table2_rows(recs, types={("synthetic", "weave"): ["a", "b"]})
     (m,) = [r for r in rows if r["known_type"] == "mean"]
     assert m["mean"] == pytest.approx(0.8)
-    # seeds that differ between types: the mean is still over types, std only over common seeds
+    # seeds that differ between types: mean, std and n all over the seeds every type has
     recs = [hrec("atac", 0.8, t, seed=0) for t in MT_TYPES] + [hrec("atac", 0.9, "fray", seed=1)]
     (m,) = [r for r in tables.table2_rows(recs) if r["known_type"] == "mean"]
-    assert m["seeds"] == [0] and m["std"] is None and m["mean"] == pytest.approx((0.8 * 4 + 0.85) / 5)
+    assert m["seeds"] == [0] and m["n"] == 1 and m["std"] is None and m["mean"] == pytest.approx(0.8)
+    assert "1 run(s) of seeds not shared by every type left out" in m["seeds_note"]
+    recs = [hrec("atac", 0.8 + 0.01 * s, t, seed=s) for t in MT_TYPES for s in (0, 1)] + \
+        [hrec("atac", 0.2, "fray", seed=2)]
+    (m,) = [r for r in tables.table2_rows(recs) if r["known_type"] == "mean"]
+    assert m["n"] == 2 and m["mean"] == pytest.approx(statistics.fmean(m["values"])) == pytest.approx(0.805)
+    assert m["std"] == pytest.approx(statistics.stdev([0.80, 0.81]))
+    md = tables.render_table2(tables.table2_rows(recs))
+    assert "0.805 ± 0.007 (2) ‡" in md and "‡ A mean over types: 1 run(s) of seeds" in md
+    # no seed common to every type: the mean of the per-type means, marked as such
+    recs = [hrec("atac", 0.8, t, seed=0) for t in MT_TYPES[:4]] + [hrec("atac", 0.9, "uneven", seed=1)]
+    rows = tables.table2_rows(recs)
+    (m,) = [r for r in rows if r["known_type"] == "mean"]
+    assert m["n"] == 0 and m["values"] == [] and m["std"] is None
+    assert m["mean"] == pytest.approx((0.8 * 4 + 0.9) / 5) and "no seed common" in m["seeds_note"]
+    assert "0.820 (no common seed) ‡" in tables.render_table2(rows)
+    # a per-type row has no note and names its setting
+    assert {r["seeds_note"] for r in rows if r["known_type"] != "mean"} == {None}
+    assert {r["setting"] for r in rows} == {"hard"}
 
 
 def test_table2_paper_values_erratum_and_render():
