@@ -36,17 +36,19 @@ EXPECTED = {
                                                   "train_zoom_rate_normal", "train_zoom_rate_anomalous"),
                                   "gradcam_zoom"),
     "ladder/step5_atac": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous"), "atac"),
-    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups"), None),
+    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups", "setups"),
+               None),
     "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
                         "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
-                        "claims_summary", "n_claims"), None),
+                        "claims_summary", "n_claims", "published_errata", "our_setups"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
 READS_RESULTS = {"table1", "generalisation"}
 # the introduction, the method's companion chapters and the reproduction part: each is executed by
 # test_companion_chapter_executes_with_ci_parameters and its glued values checked by CHECKS below
 COMPANION = {
-    "intro": ("paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records"),
+    "intro": ("paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records",
+              "results_files", "measured_setups"),
     "data_preprocessing": ("data_sources", "clahe_contrast", "grayscale", "norm_table", "sd_ratio_min",
                            "sd_ratio_max", "mean_shift"),
     "pseudo_anomalies": ("auroc_deviation_with", "auroc_deviation_without", "auroc_atac_with",
@@ -55,7 +57,8 @@ COMPANION = {
                        "budget", "profile"),
     "figure1": ("figure1_table", "figure1_sentences", "pixel_auroc_attention", "pixel_auroc_gradcam",
                 "covered50_attention", "covered50_gradcam", "sources"),
-    "errata": ("norm_table", "loss_table", "table2_errata", "n_table2_errata", "found", "zoom_verdict"),
+    "errata": ("norm_table", "loss_table", "table2_errata", "n_table2_errata", "found", "zoom_verdict",
+               "found_setups"),
     "run_it_yourself": ("demo_category", "outputs", "n_copied", "image_auroc", "budget", "profile"),
 }
 EXPECTED.update({name: (glue, None) for name, glue in COMPANION.items()})
@@ -355,6 +358,7 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     assert "(II > I): supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110)" in claims
     assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050)" in claims
     assert "(the paper: 0.988 vs 0.947)" in claims
+    assert "mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs" in glued["setups"]
 
 
 @pytest.mark.slow
@@ -374,6 +378,8 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
     outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
                          for o in c.get("outputs", []))
     assert "0.935 † (types: 0.953)" in outputs and "No table of ours" in outputs
+    assert "prints DRA's mean as 0.935, but its 5 per-type values average 0.953" in glued["published_errata"]
+    assert "none yet" in glued["our_setups"]
     assert "| ours |" not in outputs
     assert not (tmp_path / "out").exists()
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
@@ -402,6 +408,8 @@ def test_generalisation_chapter_with_results_states_the_claim(tmp_path, synth_ro
     assert "beats DevNet (our deviation recipe): 0.755 vs 0.705 (+0.050)" in glued["claims"]
     assert "does not beat DRA: 0.755 vs 0.805 (-0.050), higher on 0 of 5" in glued["claims"]
     assert "does not hold here" in glued["claims"] and "holds in 0 of the 1" in glued["claims_summary"]
+    assert "mobilenet_v2 (not the paper's ResNet-50)" in glued["our_setups"]
+    assert "magnetic_tile/magnetic_tile" in glued["our_setups"]
     assert (tmp_path / "out" / "table2.csv").is_file() and (tmp_path / "out" / "table2.png").is_file()
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pngs == 2                                # example images and the per-type figure
@@ -511,7 +519,9 @@ def test_companion_plots_and_helpers():
 
 
 def _records_in(folder: Path) -> int:
-    return sum(1 for p in folder.glob("*.jsonl") for line in p.read_text().splitlines() if line.strip())
+    """Records in a results folder's files (a sweep's ``*.sessions.jsonl`` log holds none)."""
+    return sum(1 for p in folder.glob("*.jsonl") if not p.name.endswith(".sessions.jsonl")
+               for line in p.read_text().splitlines() if line.strip())
 
 
 @pytest.mark.slow
@@ -531,7 +541,14 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
     if name == "intro":
         assert glued["paper_grid_atac"] == "0.988" and glued["paper_grid_deviation"] == "0.947"
         assert int(glued["n_records"]) == _records_in(ROOT / "paper_runs" / "results")
-        assert "| mvtec_ad/grid | atac | mobilenet_v2 | 10 |" in glued["measured_table"]
+        table = glued["measured_table"]
+        # one row per file and group, with setting and budget; never a mean over two files
+        assert ("| first-runs-cpu.jsonl | mvtec_ad/grid | general | cpu: 15 epochs × 20 steps, batch 16, "
+                "224 px | 10 | atac | mobilenet_v2 | 0, 1, 2 |") in table
+        assert ("| table1-cpu-10epochs-partial.jsonl | mvtec_ad/grid | general | cpu: 10 epochs × 20 steps, "
+                "batch 16, 224 px | 10 | atac | mobilenet_v2 | 0 |") in table
+        assert "table1-cpu-10epochs-partial.jsonl`: 6 record(s), a stopped attempt" in glued["results_files"]
+        assert "mobilenet_v2 (not the paper's ResNet-50)" in glued["measured_setups"]
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert "remove-cell" in _parameters_cells(nb)[0].metadata["tags"] and injected
     elif name == "data_preprocessing":
@@ -550,6 +567,9 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
         assert all(f"| {w:g}" in table for w in params["thresholds"]) and "(trained)" in table
         assert "2 networks, one per w" in glued["trained_note"]
         assert "w = 0.5" in glued["recorded_w"]            # the recorded runs all use w = 0.5
+        # each file, setting and known type on its own
+        assert "| first-runs-cpu.jsonl | mvtec_ad/grid | general | mobilenet_v2 |" in glued["recorded_w"]
+        assert "| table1-cpu-10epochs-partial.jsonl | mvtec_ad/grid | general |" in glued["recorded_w"]
         assert (tmp_path / "run" / "atac-w0.3" / "metrics.json").is_file() and pngs >= 3
     elif name == "figure1":
         assert unit("pixel_auroc_attention") and unit("pixel_auroc_gradcam")
@@ -563,6 +583,11 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
                             for o in c.get("outputs", []))
         assert "`crop_threshold`" in outputs and "`patch_source`" in outputs
         assert "| -20 | -15 | 25 |" in glued["loss_table"]
+        found = glued["found"]
+        assert "**`table1-cpu-10epochs-partial.jsonl`** (a stopped attempt" in found
+        assert "general, mobilenet_v2, cpu: 15 epochs × 20 steps, batch 16, 224 px, M = 10: image AUROC" in found
+        assert "over seed(s) 0, 1, 2; the paper (ResNet-50, its budget, Table 1): 0.988." in found
+        assert "in `table1-cpu-10epochs-partial.jsonl`, on mvtec_ad/grid (general setting" in glued["zoom_verdict"]
     elif name == "run_it_yourself":
         assert glued["demo_category"] == "'my_parts'" and "metrics.json" in glued["outputs"]
         assert (tmp_path / "run" / "own-data" / "mvtec_ad" / "my_parts" / "train" / "good").is_dir()
