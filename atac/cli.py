@@ -68,6 +68,26 @@ CHOICES = {"dataset": DATASETS, "method": tuple(METHODS), "backbone": BACKBONES,
            "normalization": tuple(NORMALIZATIONS), "patch_source": ("same", "other")}
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return v
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
 def _bool(text: str) -> bool:
     t = text.strip().lower()
     if t in ("1", "true", "yes", "on"):
@@ -245,6 +265,12 @@ def cmd_sweep(args) -> int:
             raise ValueError(f"--data-root {root}: no such folder")
         os.environ["ATAC_DATA_ROOT"] = str(root.resolve())  # workers and jobs inherit it
     sweep = load_sweep(args.file, args.runs_dir, args.results)
+    if args.data_root:  # the flag wins over a data_root the sweep file sets (not part of a run's id)
+        for r in sweep.runs:
+            r.config.data_root = str(Path(args.data_root).resolve())
+    if args.only and not select(sweep.runs, args.only):
+        print(f"atac: warning: --only {' '.join(args.only)} matches none of the {len(sweep.runs)} runs "
+              "(see `atac sweep FILE --list`)", file=sys.stderr)
     if args.list:
         rows = status(sweep, args.only)
         for run, state in rows:
@@ -262,7 +288,9 @@ def cmd_sweep(args) -> int:
                        only=args.only, use_cache=not args.no_prep_cache, progress=not args.quiet,
                        slurm=slurm)
     print(f"{report.finished} runs finished, {report.skipped} already recorded, "
-          f"{len(report.failed)} failed, in {report.wall_seconds:.0f} s", file=sys.stderr)
+          f"{len(report.failed)} failed"
+          + (f", {len(report.busy)} left to another process running them" if report.busy else "")
+          + f", in {report.wall_seconds:.0f} s", file=sys.stderr)
     for rid, msg in report.failed.items():
         print(f"  failed: {rid}: {msg}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -302,6 +330,11 @@ def cmd_table(args) -> int:
     else:
         print(text)
     if args.figure:
+        fig_path = Path(args.figure)
+        if not fig_path.suffix:
+            fig_path = fig_path.with_suffix(".png")
+        fig_path.parent.mkdir(parents=True, exist_ok=True)
+        args.figure = str(fig_path)
         import matplotlib
         matplotlib.use("Agg")
         figure(rows, args.figure)
@@ -414,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "ATAC-Net per known defect type (hard setting)")
     tb.add_argument("--results", required=True, help="a .jsonl results file")
     tb.add_argument("--format", choices=["markdown", "csv"], default="markdown")
-    tb.add_argument("--metric", default="image_auroc", help="image_auroc (default), image_auprc, pixel_auroc")
+    tb.add_argument("--metric", default="image_auroc", choices=["image_auroc", "image_auprc", "pixel_auroc"],
+                    help="image_auroc (default), image_auprc, pixel_auroc")
     tb.add_argument("--out", help="write the table to this file instead of printing it")
     tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
     tb.set_defaults(func=cmd_table)
@@ -427,11 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", help="a .jsonl results file written by atac sweep")
     rp.add_argument("run_id", help="the run id (its folder name in the sweep)")
     rp.add_argument("--out", required=True, help="a fresh folder for the new run")
-    rp.add_argument("--threads", type=int, default=None,
+    rp.add_argument("--threads", type=_positive_int, default=None,
                     help="PyTorch threads (default: the recorded run's, for the same arithmetic)")
     rp.add_argument("--data-root", help="folder holding the datasets (default: the recorded config's "
                                         "data_root, else $ATAC_DATA_ROOT)")
-    rp.add_argument("--tolerance", type=float, default=0.01, help="allowed |AUROC difference| (0.01)")
+    rp.add_argument("--tolerance", type=_nonnegative_float, default=0.01, help="allowed |AUROC difference| (0.01)")
     rp.add_argument("--quiet", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
 
@@ -451,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("file", help="sweep file (YAML: name, results, base, grid)")
     sw.add_argument("--jobs", type=int, default=1,
                     help="local: worker processes (one per GPU on a GPU machine); slurm: array parallelism")
-    sw.add_argument("--threads", type=int, default=None,
+    sw.add_argument("--threads", type=_positive_int, default=None,
                     help="PyTorch threads per worker (default: CPU cores // jobs)")
     sw.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
                     help="local process pool (default), a SLURM cluster through submitit, or "

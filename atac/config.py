@@ -28,6 +28,23 @@ SETTINGS = ("general", "hard")
 # Fields that say where and how a run executes, not what it computes: free to differ between a run
 # and its resumption, and left out of a sweep's run identity (atac.train.RESUME_FREE, atac.sweep).
 EXECUTION_FIELDS = ("device", "eval_batch_size", "extra", "amp", "compile", "data_root")
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same run: the config without :data:`EXECUTION_FIELDS`, except that a
+    non-default ``amp`` or ``compile`` is kept (they change the arithmetic, hence the scores).
+
+    Used for a sweep's run ids and "already recorded" check and for ``atac train``'s "this folder
+    already holds this run" check. Raises ``ValueError`` when ``config`` is not a mapping.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"a record's config must be a mapping of fields (got {type(config).__name__})")
+    out = {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}
+    if config.get("amp", "auto") != "auto":
+        out["amp"] = config["amp"]
+    if config.get("compile", False):
+        out["compile"] = True
+    return out
 NORMALIZATIONS = {
     # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.
     "paper": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
@@ -237,6 +254,8 @@ class RunConfig:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}; "
                              f"valid fields: {', '.join(sorted(names))}")
         kwargs = {}
+        if d.get("amp") is False:  # YAML reads an unquoted `off` as false
+            d = {**d, "amp": "off"}
         for k, v in d.items():
             default = getattr(cls(), k)
             if isinstance(default, tuple) and isinstance(v, list):

@@ -44,9 +44,10 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig, preset
+from .config import EXECUTION_FIELDS, RunConfig, identity, preset
 from .methods import get_method
 from .results import atomic_write_text, git_commit, load_records, machine
+from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # config fields that may differ between a recorded run and the sweep's run of it
@@ -75,14 +76,15 @@ class Sweep:
 
 
 def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in IGNORED_FIELDS}
+    return identity(cfg)
 
 
 def run_id(cfg: RunConfig) -> str:
     """A readable, unique folder name: ``<category>-<method>-<shots>shot-s<seed>-<hash>``.
 
-    The hash (8 hex digits) covers every config field except :data:`IGNORED_FIELDS`, so changing the
-    budget of a sweep gives new runs instead of clashing with old folders.
+    The hash (8 hex digits) covers :func:`atac.config.identity` of the config (every field but the
+    execution ones such as the device), so changing the budget of a sweep gives new runs instead of
+    clashing with old folders.
     """
     d = cfg.to_dict()
     digest = hashlib.sha256(json.dumps(_comparable(d), sort_keys=True).encode()).hexdigest()[:8]
@@ -141,7 +143,8 @@ def expand(sweep: Sweep) -> list[SweepRun]:
         for values in itertools.product(*axes.values()):
             d = {**start, **base, **dict(zip(axes, values))}
             try:
-                cfg = RunConfig.from_dict(d).validate()   # methods are checked when selected to run
+                cfg = RunConfig.from_dict(d).validate()
+                get_method(cfg.method)
             except ValueError as exc:
                 raise ValueError(f"sweep file {sweep.file}, grid block {b}: {exc}") from exc
             rid = run_id(cfg)
@@ -150,6 +153,20 @@ def expand(sweep: Sweep) -> list[SweepRun]:
                 runs.append((cfg.seed, len(runs), SweepRun(rid, cfg)))
     runs.sort(key=lambda t: (t[0], t[1]))
     return [r for _, _, r in runs]
+
+
+def _matches(value: Any, text: str) -> bool:
+    """Does a config value equal the text of an ``--only`` filter (``true``, ``2e-4``, ``10``)?"""
+    if str(value) == text:
+        return True
+    if isinstance(value, bool):
+        return text.lower() in (("true", "yes", "on", "1") if value else ("false", "no", "off", "0"))
+    if isinstance(value, (int, float)):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return False
 
 
 TUPLE_FIELDS = {k for k, v in RunConfig().to_dict().items() if isinstance(v, list)}
@@ -181,8 +198,8 @@ def select(runs: list[SweepRun], only: list[str]) -> list[SweepRun]:
             raise ValueError(f"--only {f!r}: expected FIELD=VALUE[,VALUE...]")
         if key not in names:
             raise ValueError(f"--only {f!r}: unknown config field '{key}'")
-        allowed = {v.strip() for v in vals.split(",")}
-        out = [r for r in out if str(getattr(r.config, key)) in allowed]
+        allowed = [v.strip() for v in vals.split(",")]
+        out = [r for r in out if any(_matches(getattr(r.config, key), v) for v in allowed)]
     return out
 
 
@@ -200,10 +217,18 @@ def _locked(path: Path):
 
 def recorded(results: Path) -> dict[str, dict]:
     """run_id → record of the runs already in a results file (empty when it does not exist)."""
+    if results.is_dir():
+        raise ValueError(f"results file {results} is a folder")
     if not results.is_file():
         return {}
-    return {r["sweep"]["run_id"]: r for r in load_records(results)
-            if isinstance(r.get("sweep"), dict) and "run_id" in r["sweep"]}
+    out = {}
+    for i, r in enumerate(load_records(results), 1):
+        if isinstance(r.get("sweep"), dict) and "run_id" in r["sweep"]:
+            if not isinstance(r.get("config"), dict):
+                raise ValueError(f"{results}, record {i} (run {r['sweep']['run_id']}): no config "
+                                 "mapping; fix or remove that line")
+            out[r["sweep"]["run_id"]] = r
+    return out
 
 
 def append_record(results: Path, record: dict) -> bool:
@@ -270,7 +295,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(threads: int, devices) -> None:
+    import signal
+
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep process's to handle
     _WORKER["threads"] = threads
     _WORKER["device"] = devices.get() if devices is not None else None
 
@@ -282,13 +310,15 @@ def _pool_task(config: dict, out_dir: str, use_cache: bool) -> dict:
 # ---------------------------------------------------------------------------- the driver
 @dataclass
 class SweepReport:
-    """What one invocation did: counts, failures (run_id → message) and wall seconds."""
+    """What one invocation did: counts, failures (run_id → message), wall seconds, and the runs left
+    to another live process that held their folder (``busy``)."""
 
     total: int
     skipped: int
     finished: int
     failed: dict[str, str]
     wall_seconds: float
+    busy: list[str] = field(default_factory=list)
 
 
 def _sweep_entry(sweep: Sweep, run: SweepRun, executor: str) -> dict:
@@ -334,15 +364,24 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
                                        == _comparable(r.config.to_dict()))]
     skipped = len(runs) - len(pending)
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(omp) if omp.isdigit() and int(omp) > 0 else max(1, (os.cpu_count() or 1) // jobs)
+    if threads < 1:
+        raise ValueError("--threads must be >= 1")
+    if pending:
+        _check_writable(sweep.results)
     failed: dict[str, str] = {}
+    busy: list[str] = []
     finished = 0
     bar = tqdm(total=len(runs), initial=skipped, desc=f"sweep {sweep.name}", unit="run",
                disable=not progress)
 
     def finish(run: SweepRun, record: dict | None, error: BaseException | None) -> None:
         nonlocal finished
-        if error is not None:
+        if isinstance(error, RunInUseError):  # another live sweep is training it: not a failure
+            busy.append(run.run_id)
+            log(f"run {run.run_id}: skipped, another process is running it ({error})")
+        elif error is not None:
             failed[run.run_id] = f"{type(error).__name__}: {error}"
             log(f"run {run.run_id} failed: {failed[run.run_id]}")
         else:
@@ -376,9 +415,23 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
     else:
         _run_submitit(sweep, work, jobs, threads, executor, use_cache, slurm or {}, finish)
     bar.close()
-    report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0)
+    report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)
     _log_session(sweep, report, jobs, threads, executor, only or [], use_cache)
     return report
+
+
+def _check_writable(results: Path) -> None:
+    """Fail before any training when the results file cannot be written (names the file)."""
+    if results.is_dir():
+        raise ValueError(f"results file {results} is a folder; give a file path (--results)")
+    try:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        with open(results.with_name(f".{results.name}.lock"), "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"results file {results} cannot be written ({exc.strerror or exc})") from exc
+    if results.exists() and not os.access(results, os.W_OK):
+        raise ValueError(f"results file {results} is not writable")
 
 
 def _run_pool(work, jobs, threads, use_cache, finish) -> None:
@@ -394,8 +447,9 @@ def _run_pool(work, jobs, threads, use_cache, finish) -> None:
         devices = ctx.Queue()
         for i in range(jobs):
             devices.put(f"cuda:{i % n_gpu}")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads, devices)) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, devices))
+    try:
         futures = {pool.submit(_pool_task, cfg, out, use_cache): r for r, cfg, out in work}
         pending = set(futures)
         while pending:
@@ -403,6 +457,14 @@ def _run_pool(work, jobs, threads, use_cache, finish) -> None:
             for f in done:
                 exc = f.exception()
                 finish(futures[f], None if exc else f.result(), exc)
+    except BaseException:
+        # Ctrl-C (or any error here): queued runs are cancelled and the workers stopped at once; the
+        # runs cut off resume from their last epoch checkpoint when the sweep is started again
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_submitit(sweep, work, jobs, threads, executor, use_cache, slurm, finish) -> None:
@@ -472,6 +534,10 @@ def reproduce(results: str | Path, rid: str, out_dir: str | Path, threads: int |
 
     from .train import run
 
+    if not Path(results).is_file():
+        raise ValueError(f"{results}: no such results file")
+    if data_root and not Path(data_root).is_dir():
+        raise ValueError(f"--data-root {data_root}: no such folder")
     records = recorded(Path(results))
     if rid not in records:
         some = ", ".join(sorted(records)[:5])
@@ -498,6 +564,8 @@ def status(sweep: Sweep, only: list[str] | None = None) -> list[tuple[SweepRun, 
         rec = done.get(r.run_id)
         if rec is not None and _comparable(rec.get("config", {})) == _comparable(r.config.to_dict()):
             out.append((r, f"done (AUROC {rec.get('image_auroc', float('nan')):.4f})"))
+        elif (sweep.runs_dir / r.run_id / "metrics.json").exists():
+            out.append((r, "finished, not yet recorded (the next `atac sweep` adds it)"))
         elif any((sweep.runs_dir / r.run_id / n).exists() for n in ("checkpoint.pt", "stage1")):
             out.append((r, "partial (resumes from its checkpoint)"))
         else:

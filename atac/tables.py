@@ -123,8 +123,15 @@ def _group(records: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]
     return groups
 
 
+METRIC_NAMES = {"image_auroc": "Image AUROC", "image_auprc": "Image AUPRC", "pixel_auroc": "Pixel AUROC"}
+
+
 def _stats(recs: list[dict], metric: str) -> dict:
     vals = [float(r[metric]) for r in sorted(recs, key=lambda r: str(r["seed"]))]
+    if not all(math.isfinite(v) for v in vals):
+        bad = next(r for r in recs if not math.isfinite(float(r[metric])))
+        raise ValueError(f"{metric} of the record {bad.get('method')}/{bad.get('category')}/seed "
+                         f"{bad.get('seed')} is not a finite number ({bad[metric]!r})")
     return {"n": len(vals), "seeds": sorted((r["seed"] for r in recs), key=str), "values": vals,
             "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None}
 
@@ -182,7 +189,8 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 def _caption(rows: list[dict]) -> str:
     ours = sorted({f"{r['backbone']} ({r['budget']})" for r in rows})
-    return (f"Image AUROC, general setting, ours as mean ± sample std (n seeds). Paper: {CITATION}, "
+    metric = METRIC_NAMES.get(rows[0].get("metric", "image_auroc"), rows[0].get("metric"))
+    return (f"{metric}, general setting, ours as mean ± sample std (n seeds). Paper: {CITATION}, "
             f"Table 1 — the paper's own numbers (ResNet-50, paper budget, ten anomalies). "
             f"Ours: {'; '.join(ours)}.")
 
@@ -717,7 +725,8 @@ def _with_paper(row: dict, paper: dict, n_types: int) -> dict:
 
 def _caption2(rows: list[dict]) -> str:
     ours = sorted({f"{r['backbone']} ({r['budget']})" for r in rows})
-    return (f"Image AUROC, hard setting (the known anomalies all of one defect type, that type removed "
+    metric = METRIC_NAMES.get(rows[0].get("metric", "image_auroc"), rows[0].get("metric"))
+    return (f"{metric}, hard setting (the known anomalies all of one defect type, that type removed "
             f"from the test set, so every test anomaly is of a type never seen in training); ours as "
             f"mean ± sample std (n seeds), \"mean\" = the mean over the known types. Paper: {CITATION}, "
             f"Table 2 — the paper's own numbers (ResNet-50; its DevNet column is DevNet as published, "
@@ -1011,7 +1020,11 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
              f"{len(types)} known type{'s' if len(types) != 1 else ''}"
              + ("" if all_types is None else f" of {len(known)}"))
     verdict = "holds" if res["holds"] else "does not hold"
-    sent = (f"{where}, mean image AUROC on unseen types over {scope}: ATAC-Net {parts[0]}; it "
+    metric = next((r.get("metric") for setups in by_method.values() for per_type in setups.values()
+                   for r in per_type.values()), "image_auroc")
+    mname = METRIC_NAMES.get(metric, str(metric))
+    mname = mname[0].lower() + mname[1:]
+    sent = (f"{where}, mean {mname} on unseen types over {scope}: ATAC-Net {parts[0]}; it "
             f"{parts[1]}. The paper's claim (ATAC-Net above both) {verdict} here.")
     if any(present[m][t]["n"] < 2 for m in present for t in types):
         sent += " Some of these runs have one seed only, so their seed-to-seed spread is unknown."

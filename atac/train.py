@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig
+from .config import EXECUTION_FIELDS, RunConfig, identity
 from .data.datasets import DatasetIndex, Sample, load_index
 from .data.preprocess import prepare
 from .data.pseudo import cutmix
@@ -348,8 +348,13 @@ def completed_record(out_dir: str | Path) -> dict | None:
 
 
 def same_config(record: dict, cfg: RunConfig) -> bool:
-    """True when a record was made with ``cfg`` (ignoring fields free to differ, e.g. device)."""
-    return _comparable(record.get("config", {})) == _comparable(cfg.to_dict())
+    """True when a record was made with ``cfg`` (:func:`atac.config.identity`: the device, data
+    folder and the like may differ; a different precision or compilation may not)."""
+    return identity(record.get("config", {})) == identity(cfg.to_dict())
+
+
+class RunInUseError(ValueError):
+    """An output folder is locked by another live run (a second sweep working on the same runs)."""
 
 
 class RunLock:
@@ -377,7 +382,7 @@ class RunLock:
                     continue
                 except PermissionError:
                     pass
-                raise ValueError(f"{self.path.parent} is in use by another run (process {pid}); "
+                raise RunInUseError(f"{self.path.parent} is in use by another run (process {pid}); "
                                  "wait for it or use another --out folder")
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))

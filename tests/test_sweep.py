@@ -74,17 +74,15 @@ def test_unknown_top_level_key_and_unknown_method(synth_root, tmp_path):
     path.write_text("name: x\ngrids: []\n")
     with pytest.raises(ValueError, match="unknown key"):
         load_sweep(path)
-    sweep = load_sweep(write_sweep(tmp_path, synth_root, [{"method": ["atac", "nosuch"], "seed": 0}]))
-    with pytest.raises(ValueError, match="unknown method 'nosuch'"):
-        run_sweep(sweep, progress=False)
-    assert not sweep.results.exists()        # nothing ran
+    with pytest.raises(ValueError, match="grid block 1: unknown method 'nosuch'"):
+        load_sweep(write_sweep(tmp_path, synth_root, [{"method": ["atac", "nosuch"], "seed": 0}]))
 
 
 def test_append_is_atomic_and_never_duplicates(tmp_path):
     res = tmp_path / "r.jsonl"
-    assert append_record(res, {"sweep": {"run_id": "a"}, "image_auroc": 0.5})
-    assert not append_record(res, {"sweep": {"run_id": "a"}, "image_auroc": 0.9})
-    assert append_record(res, {"sweep": {"run_id": "b"}, "image_auroc": 0.7})
+    assert append_record(res, {"sweep": {"run_id": "a"}, "config": {}, "image_auroc": 0.5})
+    assert not append_record(res, {"sweep": {"run_id": "a"}, "config": {}, "image_auroc": 0.9})
+    assert append_record(res, {"sweep": {"run_id": "b"}, "config": {}, "image_auroc": 0.7})
     recs = load_records(res)
     assert [r["sweep"]["run_id"] for r in recs] == ["a", "b"] and recs[0]["image_auroc"] == 0.5
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -196,3 +194,57 @@ def test_table_of_a_file_without_ten_shot_runs(synth_root, tmp_path, capsys):
     assert main(["table", "table1", "--results", str(tmp_path / "results" / "t.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "| synthetic | weave |" in out and "Ladder order" not in out
+
+
+def test_identity_keeps_precision_and_the_flags_win(synth_root, tmp_path, capsys):
+    from atac.config import RunConfig
+
+    path = write_sweep(tmp_path, synth_root, [
+        {"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
+         "amp": ["auto", "bf16", False], "seed": 0, "clahe": [True, False]}],
+        base={"data_root": "/missing/root"})
+    sweep = load_sweep(path)
+    assert len(sweep.runs) == 6                      # auto, bf16 and off (YAML false) are three runs
+    assert {r.config.amp for r in sweep.runs} == {"auto", "bf16", "off"}
+    assert len(select(sweep.runs, ["clahe=false", "amp=bf16"])) == 1      # typed comparison
+    assert len(select(sweep.runs, ["lr=2e-4"])) == 6
+    cfg = RunConfig.from_dict({"amp": False})
+    assert cfg.amp == "off"
+    # --data-root wins over the file's data_root (it is not part of a run's identity)
+    assert main(["sweep", str(path), "--data-root", str(synth_root), "--only", "amp=auto",
+                 "--only", "clahe=true", "--threads", "1", "--quiet"]) == 0
+    assert len(load_records(tmp_path / "results" / "t.jsonl")) == 1
+    assert main(["sweep", str(path), "--only", "seed=7", "--list"]) == 0
+    assert "matches none of the 6 runs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
+    grid = [{"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
+             "seed": [0, 1, 2, 3, 4, 5]}]
+    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 4, "steps_per_epoch": 4})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--jobs", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs" / "t"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(runs.glob("*/checkpoint.pt")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)       # a terminal's Ctrl-C: the whole process group
+    t0 = time.time()
+    rc = proc.wait(timeout=60)
+    assert rc == 130 and time.time() - t0 < 30
+    def snapshot():
+        return sorted((str(p), p.stat().st_mtime_ns) for p in runs.rglob("*") if p.is_file())
+
+    first = snapshot()
+    time.sleep(3.0)
+    assert snapshot() == first               # no orphan worker goes on training or writing
+    results = tmp_path / "results" / "t.jsonl"
+    n_before = len(load_records(results)) if results.is_file() else 0
+    assert n_before < 6                      # the queue was not worked off after Ctrl-C
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    ids = [r["sweep"]["run_id"] for r in load_records(results)]
+    assert len(ids) == len(set(ids)) == 6
