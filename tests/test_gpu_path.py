@@ -116,3 +116,44 @@ def test_gradcam_zoom_evaluates_under_autocast_and_predict_keeps_the_model_train
     assert not any(p.is_inference() for p in model.parameters())
     model.train()
     model(torch.rand(2, 3, 64, 64)).score.sum().backward()   # still usable for training
+
+
+def test_folded_attention_equals_the_explicit_block_with_gradients():
+    from atac.models.atacnet import SelfAttention
+
+    torch.manual_seed(5)
+    sa = SelfAttention(64, 8)
+    with torch.no_grad():
+        sa.gamma.fill_(0.7)                   # a trained block, not the identity at init
+    mapping = torch.nn.Conv2d(64, 1, 1)
+    x = torch.randn(3, 64, 7, 7, requires_grad=True)
+
+    def explicit():
+        y = sa(x)
+        return torch.cat([mapping(y), y.mean(dim=1, keepdim=True)], dim=1)
+
+    def folded():
+        w = torch.cat([mapping.weight.flatten(1), torch.full((1, 64), 1 / 64)])
+        b = torch.cat([mapping.bias, torch.zeros(1)])
+        return sa.project(x, w, b)
+
+    a, f = explicit(), folded()
+    assert torch.allclose(a, f, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(a)
+    params = [x, sa.gamma, sa.value.weight, sa.value.bias, sa.query.weight, mapping.weight, mapping.bias]
+    ga = torch.autograd.grad(a, params, g)
+    gf = torch.autograd.grad(f, params, g)
+    for u, v in zip(ga, gf):
+        assert torch.allclose(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_atac_score_pass_matches_the_explicit_attention_path():
+    model = _model("atac", 96)
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.5)
+    x = torch.rand(4, 3, 96, 96, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        score, smap, attn = model.score_pass(x)
+        feats = model.attention(model.backbone(model.normalize(x)))
+        assert torch.allclose(smap, model.mapping(feats), rtol=1e-4, atol=1e-5)
+        assert torch.allclose(attn, feats.mean(dim=1), rtol=1e-4, atol=1e-5)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import NORMALIZATIONS, RunConfig
@@ -66,6 +67,32 @@ class SelfAttention(nn.Module):
         v = self.value(x).flatten(2)                                   # (B, C, N)
         out = torch.bmm(v, attn.transpose(1, 2)).view(B, C, h, w)      # (B, C, h, w)
         return x + self.gamma * out
+
+    def project(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """A 1×1 linear projection of the block's output, ``weight @ forward(x) + bias``, computed
+        without forming the C-channel output.
+
+        The output y = x + γ·V(x)Aᵀ is linear in V's output, so W·y = W·x + γ·((W·V)(x))Aᵀ: the value
+        projection is folded into W (K×C instead of C×C per position). ATAC-Net only ever reads σ's
+        output through two such maps (the anomaly mapping layer and the channel mean), so this is the
+        same function — and the same gradients — at the cost of a small block, which matters for
+        narrow-and-cheap backbones (MobileNetV2: C = 1280, where V alone costs a quarter of the
+        backbone). Equality with :meth:`forward` is tested.
+
+        Args:
+            x: (B, C, h, w) features; weight: (K, C); bias: (K,) or None.
+        Returns:
+            (B, K, h, w).
+        """
+        B, C, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)                   # (B, N, C')
+        k = self.key(x).flatten(2)                                     # (B, C', N)
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)                  # (B, N, N)
+        wv = weight @ self.value.weight.flatten(1)                     # (K, C)
+        bv = weight @ self.value.bias if self.value.bias is not None else None  # (K,)
+        v = F.conv2d(x, wv[:, :, None, None], bv).flatten(2)           # (B, K, N)
+        out = torch.bmm(v, attn.transpose(1, 2)).view(B, -1, h, w)     # (B, K, h, w)
+        return F.conv2d(x, weight[:, :, None, None], bias) + self.gamma * out
 
 
 def topk_score(score_map: torch.Tensor, ratio: float = 0.1, absolute: bool = True) -> torch.Tensor:
@@ -141,9 +168,17 @@ class ATACNet(nn.Module):
         with torch.autocast(feats.device.type, enabled=False):
             feats = feats.float()
             if self.attention is not None:
-                feats = self.attention(feats)
-            attn = feats.mean(dim=1)                                    # (B, h, w)
-            smap = self.mapping(feats)                                  # (B, 1, h, w)
+                # σ's output is read only through τ and the channel mean: both at once, folded
+                # (SelfAttention.project; the same numbers as τ(σ(φ)) and mean_c σ(φ))
+                C = feats.shape[1]
+                weight = torch.cat([self.mapping.weight.flatten(1),
+                                    torch.full((1, C), 1.0 / C, device=feats.device)])  # (2, C)
+                bias = torch.cat([self.mapping.bias, torch.zeros(1, device=feats.device)])
+                both = self.attention.project(feats, weight, bias)      # (B, 2, h, w)
+                smap, attn = both[:, :1], both[:, 1]                    # (B, 1, h, w), (B, h, w)
+            else:
+                attn = feats.mean(dim=1)                                # (B, h, w)
+                smap = self.mapping(feats)                              # (B, 1, h, w)
             if self.classifier is None:
                 score = topk_score(smap, self.topk_ratio)
             else:
