@@ -225,8 +225,11 @@ def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
     path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 4, "steps_per_epoch": 4})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--jobs", "2", "--threads", "1"]
+    # a shell that starts jobs in the background (as CI may) leaves SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the sweep the default disposition, as a terminal does
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = tmp_path / "runs" / "t"
     deadline = time.time() + 240
     while time.time() < deadline and not list(runs.glob("*/checkpoint.pt")):
