@@ -55,7 +55,8 @@ def attention_boxes(attn: torch.Tensor, size: tuple[int, int], threshold: float 
     x1 = torch.where(cols, ar_w, -1).amax(dim=1) + 1
     area = (y1 - y0).clamp(min=0) * (x1 - x0).clamp(min=0)
     zoom = nonempty & (area < full_fraction * H * W)
-    full = torch.tensor([0, 0, W, H], device=attn.device, dtype=torch.float32).expand(B, 4)
+    full = torch.zeros(B, 4, device=attn.device)   # filled on the device: no host-to-device copy
+    full[:, 2], full[:, 3] = W, H
     boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
     return torch.where(zoom[:, None], boxes, full), zoom
 

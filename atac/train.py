@@ -42,9 +42,8 @@ from .models import ATACNet, build_model
 from .results import git_commit, machine, package_versions, write_csv, write_json
 
 # Training and inference run the network in channels-last memory format: scores agree with the
-# contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are faster
-# in it on CPU (one check on the development machine, MobileNetV2 224 px, batch 16: an ATAC-Net step
-# 1.71 s -> 1.14 s) and it is the layout tensor cores want on CUDA.
+# contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are
+# usually faster in it on CPU, and it is the layout tensor cores want on CUDA.
 MEMORY_FORMAT = "channels_last"
 
 # config fields that may change between an interrupted run and its resumption
