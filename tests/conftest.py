@@ -35,3 +35,18 @@ def real_root() -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "user_cache: use the user's atac cache (fetched weights)")
+
+
+def count_training_steps(monkeypatch) -> dict:
+    """From now on, count training steps (``BalancedBatches.next`` calls) in ``counter["n"]``."""
+    import atac.train as train_mod
+
+    counter = {"n": 0}
+    real_next = train_mod.BalancedBatches.next
+
+    def counting_next(self):
+        counter["n"] += 1
+        return real_next(self)
+
+    monkeypatch.setattr(train_mod.BalancedBatches, "next", counting_next)
+    return counter

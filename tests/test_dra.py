@@ -17,6 +17,7 @@ from atac.methods import METHODS
 from atac.models import ATACNet, DRANet, build_model, topk_score
 from atac.models.dra import reference_indices
 from atac.train import Batch, BalancedBatches, run
+from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "known_type",
             "shots", "seed", "image_auroc", "image_auprc", "pixel_auroc", "head_auroc",
@@ -288,14 +289,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(reference_run, sy
         run(_cfg(synth_root), out, progress=False)
     assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
     monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
-    steps = {"n": 0}
-    real_next = train_mod.BalancedBatches.next
-
-    def counting_next(self):
-        steps["n"] += 1
-        return real_next(self)
-
-    monkeypatch.setattr(train_mod.BalancedBatches, "next", counting_next)
+    steps = count_training_steps(monkeypatch)
     res = run(_cfg(synth_root), out, progress=False)
     assert steps["n"] == _cfg().steps_per_epoch  # the second epoch only
     assert torch.allclose(res.predictions.scores, ref.predictions.scores, atol=1e-5)

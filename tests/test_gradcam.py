@@ -15,6 +15,7 @@ from atac.gradcam import GradCAMZoomNet, build_gradcam_zoom, crop_uint8, gradcam
 from atac.methods import METHODS
 from atac.models import build_model
 from atac.train import run, stage2_seed
+from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",
             "image_auroc", "image_auprc", "pixel_auroc", "zoom_rate_normal", "zoom_rate_anomalous",
@@ -231,14 +232,7 @@ def test_kill_after_stage1_and_resume_gives_the_same_result(reference_run, synth
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
     monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
 
-    steps = {"n": 0}
-    real_next = train_mod.BalancedBatches.next
-
-    def counting_next(self):
-        steps["n"] += 1
-        return real_next(self)
-
-    monkeypatch.setattr(train_mod.BalancedBatches, "next", counting_next)
+    steps = count_training_steps(monkeypatch)
     res = run(_cfg(synth_root), out, progress=False)
     cfg = _cfg(synth_root)
     assert steps["n"] == cfg.steps_per_epoch  # stage 1 not retrained; stage 2's last epoch only
