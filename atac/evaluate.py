@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from .memory import keep_freed_memory
 from .models import ATACNet
 from .precision import autocast
 
@@ -53,6 +54,8 @@ def predict(model: ATACNet, images: torch.Tensor, device: torch.device | str = "
     # outside inference mode: parameters moved inside it would become inference tensors, which a
     # later backward (fine-tuning, Grad-CAM) cannot use
     model.to(memory_format=torch.channels_last)  # as in training (atac.train.MEMORY_FORMAT)
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()  # atac.memory
     return _predict(model, images, device, batch_size, amp)
 
 

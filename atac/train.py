@@ -36,6 +36,7 @@ from .data.pseudo import cutmix
 from .data.splits import Split, make_split
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss
+from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
 from .models import ATACNet, build_model
@@ -248,6 +249,8 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         torch.set_rng_state(state["torch_rng"])
         start_epoch, losses, seconds = state["epoch"], state["losses"], state["seconds"]
     model.to(device, memory_format=torch.channels_last)  # see MEMORY_FORMAT
+    if device.type == "cpu":
+        keep_freed_memory()  # two graphs at once page-fault under glibc's defaults (atac.memory)
     # a model that scores against reference normals (DRA) says how many it wants per batch
     batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen,
                               n_ref=getattr(model, "batch_reference_size", 0))
@@ -457,6 +460,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "torch_threads": torch.get_num_threads(), "memory_format": MEMORY_FORMAT,
         "precision": amp_name(cfg.amp, device), "compiled": cfg.compile,
+        **({"cpu_allocator": cpu_allocator()} if device.type == "cpu" else {}),
         "git_commit": commit, "packages": package_versions(), "machine": machine(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data_folder": str(data.index.root),

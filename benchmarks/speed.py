@@ -48,6 +48,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 
 from atac.config import NORMALIZATIONS, RunConfig, preset  # noqa: E402
+from atac.memory import keep_freed_memory  # noqa: E402
 from atac.methods import METHODS, get_method  # noqa: E402
 from atac.models import build_backbone, build_model  # noqa: E402
 from atac.models.atacnet import Normalize  # noqa: E402
@@ -562,7 +563,8 @@ def print_report(result: dict) -> None:
     print(f"atac speed benchmark: {s['device']} ({s['device_name']}), {s['image_size']} px, batch "
           f"{s['batch']}, {s['iters']} timed iterations after {s['warmup']} warm-up (medians), "
           f"threads {s['torch_threads']}, amp {s['amp']}, compile {s['compile']}, weights "
-          f"{s['weights']}, data: {'random' if s['random'] else 'synthetic (atac data road)'}")
+          f"{s['weights']}, data: {'random' if s['random'] else 'synthetic (atac data road)'}, "
+          f"allocator: {s.get('cpu_allocator', 'system')}")
     mem_label = "peak MiB (cuda alloc, train)" if s["device"] == "cuda" else "peak RSS MiB (process)"
     head = ["backbone", "method", "train img/s", "infer img/s", "plain fwd+bwd img/s",
             "plain fwd img/s", "train_ratio", "infer_ratio", mem_label]
@@ -625,6 +627,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # as atac.train.fit and atac.evaluate.predict do on CPU, for the method and the plain backbone
+    # alike (atac.memory; ATAC_CPU_MALLOC=system measures glibc's defaults)
+    allocator = keep_freed_memory() if device.type == "cpu" else "device (CUDA caching allocator)"
     if args.batch is None:
         args.batch = 48 if device.type == "cuda" else 16
     use_amp, amp_desc = amp_setting(args, device)
@@ -657,7 +662,7 @@ def main(argv: list[str] | None = None) -> dict:
             "compile": args.compile, "threads_requested": args.threads,
             "torch_threads": torch.get_num_threads(),
             "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
-            "memory_format": "channels_last", "statistic": "median",
+            "memory_format": "channels_last", "statistic": "median", "cpu_allocator": allocator,
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "train_step": "forward (zoom pass included) + recipe loss + backward + clip_grad_norm_ + Adam step",
             "plain_train_step": "forward + backward, loss = mean of the feature map, no optimiser step",
