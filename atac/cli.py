@@ -300,10 +300,12 @@ def cmd_table(args) -> int:
     from .results import atomic_write_text, load_records
     from . import tables
 
-    path = Path(args.results)
-    if not path.is_file():
-        raise ValueError(f"--results {path}: no such file (a .jsonl written by atac sweep)")
-    records = load_records(path)
+    records = []
+    for name in args.results:  # several files: e.g. the ladder and DRA's general-setting runs
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"--results {path}: no such file (a .jsonl written by atac sweep)")
+        records += load_records(path)
     if args.which == "table2":
         rows = tables.table2_rows(records, metric=args.metric)
         text = tables.render_table2(rows, fmt=args.format)
@@ -445,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("which", choices=["table1", "table2"],
                     help="table1: the ablation ladder (general setting); table2: DevNet, DRA and "
                          "ATAC-Net per known defect type (hard setting)")
-    tb.add_argument("--results", required=True, help="a .jsonl results file")
+    tb.add_argument("--results", required=True, nargs="+", metavar="FILE",
+                    help="one or more .jsonl results files, read together (e.g. the ladder's and "
+                         "paper_runs/results/dra-general-cpu.jsonl, to see DRA beside it)")
     tb.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     tb.add_argument("--metric", default="image_auroc", choices=["image_auroc", "image_auprc", "pixel_auroc"],
                     help="image_auroc (default), image_auprc, pixel_auroc")

@@ -551,3 +551,20 @@ def test_cli_table2(tmp_path, capsys):
     general.write_text(json.dumps(rec("atac", 0.9)) + "\n")
     assert main(["table", "table2", "--results", str(general)]) != 0
     assert "no hard-setting records" in capsys.readouterr().err
+
+
+def test_cli_table1_reads_several_results_files(tmp_path, capsys):
+    import json
+
+    from atac.cli import main
+
+    ladder, dra = tmp_path / "ladder.jsonl", tmp_path / "dra.jsonl"
+    ladder.write_text("".join(json.dumps(rec(m, v, seed=s)) + "\n" for m, v in
+                              (("deviation", 0.90), ("atac", 0.95)) for s in (0, 1)))
+    dra.write_text("".join(json.dumps(rec("dra", 0.80 + s / 100, seed=s)) + "\n" for s in (0, 1)))
+    assert main(["table", "table1", "--results", str(ladder), str(dra), "--format", "csv"]) == 0
+    import csv
+    methods = [row["method"] for row in csv.DictReader(capsys.readouterr().out.splitlines())]
+    assert methods == ["deviation", "atac", "dra"]  # ladder order, DRA after it
+    assert main(["table", "table1", "--results", str(ladder), str(tmp_path / "missing.jsonl")]) != 0
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
