@@ -360,39 +360,51 @@ class RunInUseError(ValueError):
 
 
 class RunLock:
-    """An exclusive lock on an output folder (``.lock`` holding the owner's pid).
+    """An exclusive lock on an output folder: an ``flock`` on ``.lock``, which holds the owner's pid.
 
-    Two runs writing into one folder at once would overwrite each other's record; a lock left by a
-    process that no longer exists is taken over.
+    Two runs writing into one folder at once would overwrite each other's record. The operating
+    system releases an ``flock`` when its process dies, however it dies, so a lock left behind is
+    never mistaken for a live one (not even when its pid has been reused by another process).
+
+    Raises (on entry):
+        RunInUseError: another process (or another RunLock in this one) holds the folder.
     """
 
     def __init__(self, folder: Path):
         self.path = folder / ".lock"
+        self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        for _ in range(2):
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 try:
-                    pid = int(self.path.read_text().strip() or "0")
-                    if pid <= 0:
-                        raise ValueError("no owner recorded")
-                    os.kill(pid, 0)
-                except (ValueError, ProcessLookupError, FileNotFoundError):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                except PermissionError:
-                    pass
-                raise RunInUseError(f"{self.path.parent} is in use by another run (process {pid}); "
-                                 "wait for it or use another --out folder")
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise ValueError(f"cannot lock {self.path.parent}")
+                    owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                finally:
+                    os.close(fd)
+                raise RunInUseError(f"{self.path.parent} is in use by another run (process {owner}); "
+                                    "wait for it or use another --out folder") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file its previous owner unlinked while we waited to lock it
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a new inode
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -154,5 +155,12 @@ def test_an_output_folder_in_use_is_refused(synth_root, tmp_path):
             run(_cfg(synth_root), out, progress=False)
     (out / ".lock").write_text("999999999")  # a stale lock: its process is gone
     with RunLock(out):
-        assert (out / ".lock").read_text() != "999999999"
+        assert (out / ".lock").read_text() == str(os.getpid())
+    assert not (out / ".lock").exists()
+    # a lock file left by a dead run whose pid now belongs to a live process is stale too
+    (out / ".lock").write_text(str(os.getppid()))
+    with RunLock(out):
+        with pytest.raises(ValueError, match=f"in use by another run \\(process {os.getpid()}\\)"):
+            with RunLock(out):
+                pass
     assert not (out / ".lock").exists()
