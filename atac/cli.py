@@ -284,9 +284,18 @@ def cmd_sweep(args) -> int:
           file=sys.stderr)
     slurm = {"partition": args.partition, "timeout_min": args.time, "gpus_per_node": args.gpus_per_job,
              "cpus_per_task": args.cpus_per_job, "mem_gb": args.mem_gb}
-    report = run_sweep(sweep, jobs=args.jobs, threads=args.threads, executor=args.executor,
-                       only=args.only, use_cache=not args.no_prep_cache, progress=not args.quiet,
-                       slurm=slurm)
+    import signal
+
+    def _terminated(signum, frame):  # `kill PID`: stop as Ctrl-C does (workers stopped, session logged)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        report = run_sweep(sweep, jobs=args.jobs, threads=args.threads, executor=args.executor,
+                           only=args.only, use_cache=not args.no_prep_cache, progress=not args.quiet,
+                           slurm=slurm)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{report.finished} runs finished, {report.skipped} already recorded, "
           f"{len(report.failed)} failed"
           + (f", {len(report.busy)} left to another process running them" if report.busy else "")

@@ -394,6 +394,22 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
         bar.update(1)
 
     work = [(r, r.config.to_dict(), str(sweep.runs_dir / r.run_id)) for r in pending]
+    try:
+        _execute(sweep, work, jobs, threads, executor, use_cache, slurm, finish)
+    except BaseException:
+        # stopped (Ctrl-C, SIGTERM) or broken: what did finish still gets its provenance line
+        bar.close()
+        report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)
+        _log_session(sweep, report, jobs, threads, executor, only or [], use_cache, interrupted=True)
+        raise
+    bar.close()
+    report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)
+    _log_session(sweep, report, jobs, threads, executor, only or [], use_cache)
+    return report
+
+
+def _execute(sweep, work, jobs, threads, executor, use_cache, slurm, finish) -> None:
+    """Run ``work`` [(run, config dict, folder)] on the chosen executor, calling ``finish`` per run."""
     if not work:
         pass
     elif executor == "local" and jobs == 1:
@@ -414,10 +430,6 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
         _run_pool(work, jobs, threads, use_cache, finish)
     else:
         _run_submitit(sweep, work, jobs, threads, executor, use_cache, slurm or {}, finish)
-    bar.close()
-    report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)
-    _log_session(sweep, report, jobs, threads, executor, only or [], use_cache)
-    return report
 
 
 def _check_writable(results: Path) -> None:
@@ -503,11 +515,14 @@ def _run_submitit(sweep, work, jobs, threads, executor, use_cache, slurm, finish
             time.sleep(1.0)
 
 
-def _log_session(sweep: Sweep, report: SweepReport, jobs, threads, executor, only, use_cache) -> None:
-    """Append one line per invocation to ``<results>.sessions.jsonl`` (provenance of the file)."""
+def _log_session(sweep: Sweep, report: SweepReport, jobs, threads, executor, only, use_cache,
+                 interrupted: bool = False) -> None:
+    """Append one line per invocation to ``<results>.sessions.jsonl`` (provenance of the file);
+    ``interrupted``: the invocation was stopped before its last run (its line says so)."""
     if report.finished == 0 and not report.failed:
         return
     entry = {"finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+             "interrupted": interrupted,
              "command": " ".join(shlex.quote(a) for a in sys.argv), "executor": executor, "jobs": jobs,
              "threads_per_worker": threads, "only": only, "prep_cache": use_cache,
              "runs_total": report.total, "runs_skipped": report.skipped,

@@ -251,3 +251,25 @@ def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
     assert done.returncode == 0, done.stderr
     ids = [r["sweep"]["run_id"] for r in load_records(results)]
     assert len(ids) == len(set(ids)) == 6
+
+
+@pytest.mark.slow
+def test_a_terminated_sweep_still_logs_its_session(synth_root, tmp_path):
+    grid = [{"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
+             "seed": [0, 1, 2, 3, 4, 5]}]
+    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 3, "steps_per_epoch": 3})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "results" / "t.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (results.is_file() and load_records(results)):
+        time.sleep(0.2)
+    proc.terminate()                         # `kill PID` (SIGTERM) of the sweep process
+    assert proc.wait(timeout=60) != 0
+    n = len(load_records(results))
+    assert 1 <= n < 6
+    sessions = [json.loads(line) for line in
+                (tmp_path / "results" / "t.sessions.jsonl").read_text().splitlines()]
+    assert sessions[-1]["interrupted"] is True and sessions[-1]["runs_finished"] == n
