@@ -218,13 +218,18 @@ def test_identity_keeps_precision_and_the_flags_win(synth_root, tmp_path, capsys
     assert "matches none of the 6 runs" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
+def _six_seed_sweep(tmp_path, synth_root, steps: int, *extra: str) -> tuple[list[str], dict]:
+    """A six-run DevNet sweep file (steps epochs x steps steps) and the command line that runs it."""
     grid = [{"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
              "seed": [0, 1, 2, 3, 4, 5]}]
-    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 4, "steps_per_epoch": 4})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--jobs", "2", "--threads", "1"]
+    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": steps, "steps_per_epoch": steps})
+    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", *extra, "--threads", "1"]
+    return cmd, {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
+    cmd, env = _six_seed_sweep(tmp_path, synth_root, 4, "--jobs", "2")
     # a shell that starts jobs in the background (as CI may) leaves SIGINT ignored, and Python then
     # installs no KeyboardInterrupt handler: give the sweep the default disposition, as a terminal does
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -255,11 +260,7 @@ def test_ctrl_c_stops_a_pooled_sweep_at_once(synth_root, tmp_path):
 
 @pytest.mark.slow
 def test_a_terminated_sweep_still_logs_its_session(synth_root, tmp_path):
-    grid = [{"dataset": "synthetic", "category": "weave", "method": "deviation", "shots": 2,
-             "seed": [0, 1, 2, 3, 4, 5]}]
-    path = write_sweep(tmp_path, synth_root, grid, base={"epochs": 3, "steps_per_epoch": 3})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "atac.cli", "sweep", str(path), "--quiet", "--threads", "1"]
+    cmd, env = _six_seed_sweep(tmp_path, synth_root, 3)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     results = tmp_path / "results" / "t.jsonl"
