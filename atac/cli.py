@@ -285,17 +285,21 @@ def cmd_sweep(args) -> int:
     slurm = {"partition": args.partition, "timeout_min": args.time, "gpus_per_node": args.gpus_per_job,
              "cpus_per_task": args.cpus_per_job, "mem_gb": args.mem_gb}
     import signal
+    import threading
 
     def _terminated(signum, frame):  # `kill PID`: stop as Ctrl-C does (workers stopped, session logged)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # (signal handlers can only be set from the main thread; elsewhere SIGTERM keeps its default)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         report = run_sweep(sweep, jobs=args.jobs, threads=args.threads, executor=args.executor,
                            only=args.only, use_cache=not args.no_prep_cache, progress=not args.quiet,
                            slurm=slurm)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(f"{report.finished} runs finished, {report.skipped} already recorded, "
           f"{len(report.failed)} failed"
           + (f", {len(report.busy)} left to another process running them" if report.busy else "")
@@ -306,8 +310,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from .results import atomic_write_text, load_records
-    from . import tables
+    from .results import load_records
 
     records = []
     for name in args.results:  # several files: e.g. the ladder and DRA's general-setting runs
@@ -315,6 +318,18 @@ def cmd_table(args) -> int:
         if not path.is_file():
             raise ValueError(f"--results {path}: no such file (a .jsonl written by atac sweep)")
         records += load_records(path)
+    try:
+        return _render_table(args, records)
+    except ValueError as exc:
+        if len(args.results) > 1:  # e.g. one run in two files: say which files were read together
+            raise ValueError(f"{exc} (files read together: {', '.join(args.results)})") from exc
+        raise
+
+
+def _render_table(args, records: list[dict]) -> int:
+    from .results import atomic_write_text
+    from . import tables
+
     if args.which == "table2":
         rows = tables.table2_rows(records, metric=args.metric)
         text = tables.render_table2(rows, fmt=args.format)
@@ -456,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("which", choices=["table1", "table2"],
                     help="table1: the ablation ladder (general setting); table2: DevNet, DRA and "
                          "ATAC-Net per known defect type (hard setting)")
-    tb.add_argument("--results", required=True, nargs="+", metavar="FILE",
-                    help="one or more .jsonl results files, read together (e.g. the ladder's and "
-                         "paper_runs/results/dra-general-cpu.jsonl, to see DRA beside it)")
+    tb.add_argument("--results", required=True, action="append", metavar="FILE",
+                    help="a .jsonl results file; repeat it to read several together (e.g. the "
+                         "ladder's and paper_runs/results/dra-general-cpu.jsonl, to see DRA beside it)")
     tb.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     tb.add_argument("--metric", default="image_auroc", choices=["image_auroc", "image_auprc", "pixel_auroc"],
                     help="image_auroc (default), image_auprc, pixel_auroc")

@@ -16,8 +16,10 @@ from the heap) and ``M_TRIM_THRESHOLD = -1`` (never trim the heap). The cost: th
 peak memory until it exits (as a GPU caching allocator does). Numbers computed are unchanged.
 
 Where: :func:`atac.train.fit` and :func:`atac.evaluate.predict` call :func:`keep_freed_memory` for CPU
-devices (the benchmark too, for the method and the plain backbone alike). No effect on other C
-libraries (musl, macOS, Windows). Opt out with the environment variable ``ATAC_CPU_MALLOC=system``.
+devices (the benchmark too, for the method and the plain backbone alike); a sweep's worker calls
+:func:`release_freed_memory` after each run, so it does not hold one run's peak through the next.
+No effect on other C libraries (musl, macOS, Windows). Opt out with the environment variable
+``ATAC_CPU_MALLOC=system``.
 """
 
 from __future__ import annotations
@@ -55,12 +57,30 @@ def keep_freed_memory() -> str:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         libc.mallopt.restype = ctypes.c_int
-        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, -1) == 1
+        mmap_ok = libc.mallopt(M_MMAP_MAX, 0) == 1
+        trim_ok = mmap_ok and libc.mallopt(M_TRIM_THRESHOLD, -1) == 1
     except (OSError, AttributeError):
         return _state
-    if ok:
+    if trim_ok:
         _state = "glibc keep-freed (M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
+    elif mmap_ok:  # half applied: say exactly what the process runs with
+        _state = "glibc M_MMAP_MAX=0 (M_TRIM_THRESHOLD refused)"
     return _state
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the operating system now (glibc ``malloc_trim(0)``).
+
+    For a long-lived process between runs (a sweep's pool worker): the setting of
+    :func:`keep_freed_memory` keeps a run's peak for reuse while it trains; this gives it back when
+    the run is over. A no-op where the setting was not applied. Never raises.
+    """
+    if _state is None or not _state.startswith("glibc"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def cpu_allocator() -> str:

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from .config import EXECUTION_FIELDS, RunConfig, identity, preset
 from .methods import get_method
 from .results import atomic_write_text, git_commit, load_records, machine
+from .memory import release_freed_memory
 from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -285,6 +286,7 @@ def run_one(config: dict, out_dir: str, threads: int | None = None, device: str 
     try:
         return run(cfg, out_dir, progress=False).metrics
     finally:  # a sweep run in-process must not leave the switch on for the caller
+        release_freed_memory()  # a long-lived worker gives its run's peak back (atac.memory)
         if before is None:
             os.environ.pop("ATAC_NO_PREP_CACHE", None)
         else:
@@ -396,11 +398,18 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
     work = [(r, r.config.to_dict(), str(sweep.runs_dir / r.run_id)) for r in pending]
     try:
         _execute(sweep, work, jobs, threads, executor, use_cache, slurm, finish)
-    except BaseException:
-        # stopped (Ctrl-C, SIGTERM) or broken: what did finish still gets its provenance line
+    except BaseException as stop:
+        # stopped (Ctrl-C, SIGTERM) or broken: what did finish still gets its provenance line. The
+        # count is read back from the results file (an interrupt can fall between a record's append
+        # and the counter's increment).
         bar.close()
-        report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)
-        _log_session(sweep, report, jobs, threads, executor, only or [], use_cache, interrupted=True)
+        try:
+            ours = {r.run_id for r in pending} & set(recorded(sweep.results))
+            report = SweepReport(len(runs), skipped, len(ours), failed, time.perf_counter() - t0, busy)
+            _log_session(sweep, report, jobs, threads, executor, only or [], use_cache, interrupted=True)
+        except BaseException as exc:  # a second Ctrl-C, a full disk: never hide why the sweep stopped
+            log(f"could not log this sweep session ({type(exc).__name__}: {exc}); stopped by "
+                f"{type(stop).__name__}")
         raise
     bar.close()
     report = SweepReport(len(runs), skipped, finished, failed, time.perf_counter() - t0, busy)

@@ -368,6 +368,7 @@ class RunLock:
 
     Raises (on entry):
         RunInUseError: another process (or another RunLock in this one) holds the folder.
+        OSError: the folder cannot hold the lock file, or its filesystem has no ``flock``.
     """
 
     def __init__(self, folder: Path):
@@ -380,25 +381,26 @@ class RunLock:
         while True:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
                 try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
                     owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-                finally:
-                    os.close(fd)
-                raise RunInUseError(f"{self.path.parent} is in use by another run (process {owner}); "
-                                    "wait for it or use another --out folder") from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not a file its previous owner unlinked while we waited to lock it
-                break
+                    raise RunInUseError(f"{self.path.parent} is in use by another run (process {owner}); "
+                                        "wait for it or use another --out folder") from None
+                try:
+                    st, now = os.fstat(fd), os.stat(self.path)
+                    same = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+                except FileNotFoundError:
+                    same = False
+                if same:  # not a file its previous owner unlinked while we were locking it
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                    self._fd = fd
+                    return self
+            except BaseException:
+                os.close(fd)  # never leave a descriptor (and its lock) behind
+                raise
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        return self
 
     def __exit__(self, *exc) -> None:
         self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a new inode

@@ -562,9 +562,13 @@ def test_cli_table1_reads_several_results_files(tmp_path, capsys):
     ladder.write_text("".join(json.dumps(rec(m, v, seed=s)) + "\n" for m, v in
                               (("deviation", 0.90), ("atac", 0.95)) for s in (0, 1)))
     dra.write_text("".join(json.dumps(rec("dra", 0.80 + s / 100, seed=s)) + "\n" for s in (0, 1)))
-    assert main(["table", "table1", "--results", str(ladder), str(dra), "--format", "csv"]) == 0
+    assert main(["table", "table1", "--results", str(ladder), "--results", str(dra), "--format", "csv"]) == 0
     import csv
     methods = [row["method"] for row in csv.DictReader(capsys.readouterr().out.splitlines())]
     assert methods == ["deviation", "atac", "dra"]  # ladder order, DRA after it
-    assert main(["table", "table1", "--results", str(ladder), str(tmp_path / "missing.jsonl")]) != 0
+    assert main(["table", "table1", "--results", str(ladder), "--results", str(tmp_path / "missing.jsonl")]) != 0
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+    # the same run in two files: the error names both
+    assert main(["table", "table1", "--results", str(ladder), "--results", str(ladder)]) != 0
+    err = capsys.readouterr().err
+    assert "files read together" in err and err.count("ladder.jsonl") >= 2

@@ -145,7 +145,7 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
     assert (tmp_path / "r" / "metrics.json").read_text() == before
 
 
-def test_an_output_folder_in_use_is_refused(synth_root, tmp_path):
+def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
     from atac.train import RunLock
 
     out = tmp_path / "busy"
@@ -157,6 +157,17 @@ def test_an_output_folder_in_use_is_refused(synth_root, tmp_path):
     with RunLock(out):
         assert (out / ".lock").read_text() == str(os.getpid())
     assert not (out / ".lock").exists()
+    # a failure while taking the lock leaves no descriptor (and no lock) behind
+    def full_disk(fd, n):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "ftruncate", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            with RunLock(out):
+                pass
+    with RunLock(out):
+        pass
     # a lock file left by a dead run whose pid now belongs to a live process is stale too
     (out / ".lock").write_text(str(os.getppid()))
     with RunLock(out):
