@@ -48,16 +48,31 @@ def write_csv(path: str | Path, header: list[str], rows: Iterable[Iterable[Any]]
     atomic_write_text(path, buf.getvalue())
 
 
+_COMMITS: dict[Path, str | None] = {}
+
+
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The commit of the atac source tree (``+dirty`` when it has uncommitted changes), or None."""
-    here = Path(cwd) if cwd else Path(__file__).resolve().parent
+    """The commit of the atac source tree, or None outside a git checkout.
+
+    ``+dirty`` is added when files under ``cwd`` (default: the ``atac`` package, i.e. the library's
+    code, not results files a sweep is writing) differ from that commit. The answer is the one
+    found by this process's first call for that folder: a long-lived process (a sweep's pool
+    worker) runs the code it loaded then, whatever the checkout's HEAD later becomes.
+    """
+    here = (Path(cwd) if cwd else Path(__file__).resolve().parent).resolve()
+    if here not in _COMMITS:
+        _COMMITS[here] = _ask_git(here)
+    return _COMMITS[here]
+
+
+def _ask_git(here: Path) -> str | None:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=10)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               cwd=here, capture_output=True, text=True, timeout=10)
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
