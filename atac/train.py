@@ -309,8 +309,9 @@ def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
 
 
 def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device) -> tuple[dict, Predictions]:
-    """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map (plus the zoom
-    rates of a zoom recipe and ``head_auroc`` of a multi-head one)."""
+    """Score the test set; image AUROC/AUPRC and pixel AUROC of the attention map (plus, for a zoom
+    recipe, the zoom rates and ``view_auroc``: the image AUROC of the full-image score and of the
+    zoomed view's score alone; ``head_auroc`` of a multi-head one)."""
     t0 = time.perf_counter()
     preds = predict(model, data.test_images, device, cfg.eval_batch_size, cfg.amp)
     metrics = image_metrics(data.test_labels.numpy(), preds.scores.numpy())
@@ -320,6 +321,10 @@ def evaluate_run(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.de
         lab = data.test_labels.bool()
         metrics["zoom_rate_normal"] = float(preds.zoom[~lab].float().mean())
         metrics["zoom_rate_anomalous"] = float(preds.zoom[lab].float().mean())
+    if preds.score_zoom is not None:  # which view ranks the test set: the image, the zoom, or both
+        metrics["view_auroc"] = {
+            view: image_metrics(data.test_labels.numpy(), v.numpy())["image_auroc"]
+            for view, v in (("full", preds.score_full), ("zoom", preds.score_zoom))}
     if preds.heads:  # multi-head model (DRA): each head's own image AUROC; a normality head ranks by -score
         metrics["head_auroc"] = {
             h: image_metrics(data.test_labels.numpy(),
@@ -465,6 +470,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "zoom_rate_normal": metrics.get("zoom_rate_normal"),
         "zoom_rate_anomalous": metrics.get("zoom_rate_anomalous"),
         **({"head_auroc": metrics["head_auroc"]} if "head_auroc" in metrics else {}),
+        **({"view_auroc": metrics["view_auroc"]} if "view_auroc" in metrics else {}),
         "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),

@@ -198,6 +198,12 @@ def test_smoke_run_writes_a_complete_record(reference_run, synth_root):
     p = res.predictions
     assert p.attention.shape == (len(rows), 64, 64)  # the Grad-CAM maps, scored for pixel AUROC
     assert m["zoom_rate_normal"] == pytest.approx(float(p.zoom[res.data.test_labels == 0].float().mean()))
+    # each view's own AUROC (stage 1 on the image, stage 2 on the crop)
+    from sklearn.metrics import roc_auc_score
+
+    y = res.data.test_labels.numpy()
+    assert m["view_auroc"] == pytest.approx({"full": roc_auc_score(y, p.score_full.numpy()),
+                                             "zoom": roc_auc_score(y, p.score_zoom.numpy())})
     state = torch.load(out / "model.pt", weights_only=False)
     keys = set(state["model"])
     assert any(k.startswith("stage1.") for k in keys) and any(k.startswith("stage2.") for k in keys)
