@@ -319,7 +319,8 @@ def test_training_chapter_executes_with_ci_parameters(name, tmp_path, synth_root
 def test_table1_chapter_falls_back_when_the_sweep_has_no_results(tmp_path):
     build = _build_module()
     params = build.chapter_params(build.load_params("ci"), "table1")
-    params.update(results=str(tmp_path / "not-yet.jsonl"), out_dir=str(tmp_path / "out"), profile="test")
+    params.update(results=str(tmp_path / "not-yet.jsonl"), out_dir=str(tmp_path / "out"), profile="test",
+                  extra_results=[])
     nb = _execute("table1", params, tmp_path)
     glued = _check_glue("table1", nb)
     fallback = ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl"
@@ -348,10 +349,14 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     results.write_text("\n".join(lines) + "\n")
     build = _build_module()
     params = build.chapter_params(build.load_params("ci"), "table1")
-    params.update(results=str(results), out_dir=None, profile="test")
+    dra = tmp_path / "dra.jsonl"   # extra_results: DRA's rows after the ladder's
+    dra.write_text(json.dumps(dict(base, method="dra", seed=0, image_auroc=0.97, dataset="mvtec_ad",
+                                   category="grid", setting="general", shots=10)) + "\n")
+    params.update(results=str(results), out_dir=None, profile="test", extra_results=[str(dra)])
     nb = _execute("table1", params, tmp_path)
     glued = _check_glue("table1", nb)
-    assert int(glued["n_records"]) == 8 and "sweep's own results file" in glued["source_note"]
+    assert int(glued["n_records"]) == 9 and "sweep's own results file" in glued["source_note"]
+    assert "dra.jsonl: dra" in glued["extras_note"]
     claims = glued["claims"]
     assert "cannot tell" not in claims
     assert "does not hold: deviation 0.955 > atac 0.905" in claims
