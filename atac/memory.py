@@ -2,14 +2,14 @@
 
 Why: PyTorch allocates CPU tensors with the C library's ``malloc``. glibc serves large blocks
 (activations of a 224 px batch are tens of MB) with fresh ``mmap`` pages and returns them to the
-operating system on ``free``; the next allocation page-faults them in again, zero-filled. A plain
-backbone step reaches a steady state where this rarely happens, but ATAC-Net's training step holds
-the autograd graphs of two backbone passes at once (the image and its zoomed crop, Algorithm 2), and
-then almost every large allocation faults. Measured here (``mobilenet_v2``, 224 px, batch 16, two CPU
-threads): two backbone passes in one graph cost 3.0× one pass with glibc's defaults and 2.03× with
-this setting (0.40 s → 1.22 s vs 0.85 s per step; ~134 000 vs ~700 page faults per step). Linking
-tcmalloc gave the same 1.95× — PyTorch's CPU tuning guide recommends such an allocator; this module
-gets the effect with the C library already loaded, nothing to install.
+operating system on ``free``; the next allocation page-faults them in again, zero-filled, every
+training step. ATAC-Net's step, which holds the autograd graphs of two backbone passes at once (the
+image and its zoomed crop, Algorithm 2), allocates twice as much of it. Measured
+(``benchmarks/zoom_overhead.py --threads 2``, MobileNetV2, 224 px, batch 16; results in
+``benchmarks/results/zoom-overhead-*.json``): with glibc's defaults a training pass took 0.63 s
+with ~146 000 minor page faults and two passes in one graph 1.45 s; with this setting 0.50 s with
+~1 900 faults and 1.02 s. PyTorch's CPU tuning guide recommends another allocator (tcmalloc,
+jemalloc) for the same reason; this gets the effect from the C library already loaded.
 
 What: two documented ``mallopt(3)`` settings, process-wide: ``M_MMAP_MAX = 0`` (serve every block
 from the heap) and ``M_TRIM_THRESHOLD = -1`` (never trim the heap). The cost: the process keeps its
@@ -41,9 +41,7 @@ def keep_freed_memory() -> str:
     Returns:
         ``"glibc keep-freed (M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"`` when applied; ``"system"`` when
         ``ATAC_CPU_MALLOC=system`` asks for the C library's defaults, the C library is not glibc, or
-        ``mallopt`` refused. Never raises.
-    Raises:
-        Nothing: a failure leaves the defaults and says ``"system"``.
+        ``mallopt`` refused (a failure leaves the defaults; it never raises).
     """
     global _state
     if _state is not None:

@@ -45,9 +45,9 @@ import yaml
 from tqdm import tqdm
 
 from .config import EXECUTION_FIELDS, RunConfig, identity, preset
+from .memory import release_freed_memory
 from .methods import get_method
 from .results import atomic_write_text, git_commit, load_records, machine
-from .memory import release_freed_memory
 from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")

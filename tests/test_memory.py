@@ -41,7 +41,7 @@ def test_freed_memory_is_reused_without_page_faults():
     state, faults = _probe("keep")
     assert state.startswith("glibc keep-freed")
     _, default_faults = _probe("default")
-    # measured here: ~1 150 faults per step kept, ~8 200 with glibc's defaults (fresh mmap pages)
+    # (on the development machine: ~1 150 faults per step kept, ~8 200 with glibc's defaults)
     assert faults * 3 < default_faults, (faults, default_faults)
 
 

@@ -100,3 +100,20 @@ def test_full_run_is_timed_and_compared(speed, synth_root, monkeypatch):
     assert fr["weights"] in ("imagenet", "none")
     assert _positive(fr["wall_seconds"]) and fr["train_seconds"] is not None
     assert _positive(fr["estimate"]["total_seconds"]) and _positive(fr["estimate"]["estimate_over_wall"])
+
+
+def test_zoom_overhead_benchmark_runs_and_reports(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "z.json"
+    done = subprocess.run([sys.executable, str(SCRIPT.with_name("zoom_overhead.py")), "--image-size", "64",
+                           "--batch", "2", "--iters", "1", "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    ms = data["stages"]["milliseconds"]
+    assert ms["ATACNet.forward"] > 0 and ms["crop_and_resize (roi_align)"] > 0
+    assert data["stages"]["grid_sample_max_abs_difference"] < 1e-3   # the same crops, up to rounding
+    assert data["graphs"]["system"]["allocator"] == "system"
+    assert data["graphs"]["keep"]["allocator"].startswith(("glibc", "system"))
