@@ -73,8 +73,8 @@ def crop_and_resize(x: torch.Tensor, boxes: torch.Tensor, zoom: torch.Tensor | N
     """
     B, _, H, W = x.shape
     rois = torch.cat([torch.arange(B, device=x.device, dtype=boxes.dtype)[:, None], boxes.to(x.device)], 1)
-    # roi_align reads a channels-last input ~1.6x slower on CPU (224 px, batch 16: 19.6 vs 12.1 ms);
-    # the NCHW copy costs under 1 ms and gives bit-identical crops
+    # roi_align reads a channels-last input more slowly on CPU than this NCHW copy costs; the crops
+    # are bit-identical (tests/test_gpu_path.py)
     src = x.float().contiguous() if x.device.type == "cpu" else x.float()
     out = roi_align(src, rois.float(), output_size=(H, W), spatial_scale=1.0,
                     sampling_ratio=1, aligned=True).to(x.dtype)

@@ -2,14 +2,15 @@
 
 Why: PyTorch allocates CPU tensors with the C library's ``malloc``. glibc serves large blocks
 (activations of a 224 px batch are tens of MB) with fresh ``mmap`` pages and returns them to the
-operating system on ``free``; the next allocation page-faults them in again, zero-filled, every
-training step. ATAC-Net's step, which holds the autograd graphs of two backbone passes at once (the
-image and its zoomed crop, Algorithm 2), allocates twice as much of it. Measured
-(``benchmarks/zoom_overhead.py --threads 2``, MobileNetV2, 224 px, batch 16; results in
-``benchmarks/results/zoom-overhead-*.json``): with glibc's defaults a training pass took 0.63 s
-with ~146 000 minor page faults and two passes in one graph 1.45 s; with this setting 0.50 s with
-~1 900 faults and 1.02 s. PyTorch's CPU tuning guide recommends another allocator (tcmalloc,
-jemalloc) for the same reason; this gets the effect from the C library already loaded.
+operating system on ``free``; the next allocation page-faults them in again, zero-filled, at every
+training step — twice as much of it in ATAC-Net's step, which holds the autograd graphs of two
+backbone passes (the image and its zoomed crop, Algorithm 2). Measured with
+``benchmarks/zoom_overhead.py --threads 2`` (MobileNetV2, 224 px, batch 16; three runs on the
+development machine, ``benchmarks/results/zoom-overhead-cpu-2cores-2026-11-30-run{1,2,3}.json``):
+with glibc's defaults one training pass took 0.59–0.66 s with 100 000–170 000 minor page faults per
+step, and two passes in one graph 1.08–1.45 s; with this setting 0.39–0.50 s (under 2 000 faults)
+and 0.91–1.02 s. PyTorch's CPU tuning guide recommends another allocator (tcmalloc, jemalloc) for
+the same reason; this gets the effect from the C library already loaded.
 
 What: two documented ``mallopt(3)`` settings, process-wide: ``M_MMAP_MAX = 0`` (serve every block
 from the heap) and ``M_TRIM_THRESHOLD = -1`` (never trim the heap). The cost: the process keeps its
