@@ -183,6 +183,11 @@ def table1_rows(records: list[dict], metric: str = "image_auroc") -> list[dict]:
     return rows
 
 
+def _metric_label(metric: str) -> str:
+    """An axis label for a record's metric name: ``image_auroc`` -> ``image AUROC``."""
+    return " ".join({"auroc": "AUROC", "auprc": "AUPRC"}.get(w, w) for w in metric.split("_"))
+
+
 def _f(x: float | None, spec: str = ".3f") -> str:
     return MISSING if x is None else format(x, spec)
 
@@ -304,7 +309,7 @@ def table1_figure(rows: list[dict], path=None) -> Figure:
         ax.set_xticklabels([f"{LADDER[m]}\n{m}" if m in LADDER else m for m in methods], fontsize=8)
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.set_title(category if category == dataset else f"{dataset} / {category}", fontsize=10)
-        ax.set_ylabel(prs[0]["metric"].replace("_", " "))
+        ax.set_ylabel(_metric_label(prs[0]["metric"]))
         ax.grid(axis="y", alpha=0.3)
     handles, labels = {}, []
     for ax in fig.axes:
@@ -887,7 +892,8 @@ def table2_figure(rows: list[dict], path=None) -> Figure:
             pts = [r for r in prs if r["method"] == m and (r["backbone"], r["budget"]) == s]
             mk = markers[setups.index(s) % len(markers)]
             if pts:
-                label = f"ours, {m}" + (f", {s[0]} ({s[1]})" if len(setups) > 1 else "")
+                label = (f"ours, {PAPER_NAMES.get(m, m)}"
+                         + (f", {s[0]} ({s[1]})" if len(setups) > 1 else ""))
                 ax.errorbar([x[r["known_type"]] + off for r in pts], [r["mean"] for r in pts],
                             yerr=[r["std"] or 0.0 for r in pts], fmt=mk, ms=5, capsize=3,
                             color=color[m], label=label)
@@ -913,7 +919,7 @@ def table2_figure(rows: list[dict], path=None) -> Figure:
         name = category if category == dataset else f"{dataset} / {category}"
         ax.set_title(f"{name}, {shots} known anomal{'y' if shots == 1 else 'ies'}", fontsize=10)
         ax.set_xlabel("known (training) anomaly type", fontsize=8)
-        ax.set_ylabel(prs[0]["metric"].replace("_", " ") + " on unseen types")
+        ax.set_ylabel(_metric_label(prs[0]["metric"]) + " on unseen types")
         ax.grid(axis="y", alpha=0.3)
     handles: dict = {}
     for ax in fig.axes:

@@ -421,11 +421,12 @@ def test_table2_figure_panels(tmp_path):
     assert len(fig.axes) == 3 and out.stat().st_size > 0
     mt = [ax for ax in fig.axes if "magnetic_tile" in ax.get_title() and "10" in ax.get_title()][0]
     assert [t.get_text() for t in mt.get_xticklabels()] == [*MT_TYPES, "mean"]
+    assert mt.get_ylabel() == "image AUROC on unseen types"
     # a paper class shows the paper's types (and mean) even where we have one type only
     nut = [ax for ax in fig.axes if "metal_nut" in ax.get_title()][0]
     assert [t.get_text() for t in nut.get_xticklabels()] == ["bent", "color", "flip", "scratch", "mean"]
     labels = {t.get_text() for t in fig.legends[0].get_texts()}
-    assert {"ours, deviation", "ours, dra", "ours, atac", "paper, ATAC-Net (ResNet-50)",
+    assert {"ours, DevNet", "ours, DRA", "ours, ATAC-Net", "paper, ATAC-Net (ResNet-50)",
             "paper, DevNet (ResNet-50)"} <= labels
 
 
