@@ -1041,3 +1041,72 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
         sent += " Setups: " + "; ".join(f"{m} {s}" for m, s in res["setups"].items()) + "."
     res["sentence"] = sent
     return res
+
+
+def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> list[dict]:
+    """Which view ranks the test set better: the full image, the zoomed crop, or their mean?
+
+    Beyond the paper (it reports the final score only): records of zoom recipes carry
+    ``view_auroc`` = {``full``, ``zoom``}, the image AUROC of each view's score alone
+    (:func:`atac.train.evaluate_run`); the final score is their mean (supplement, Algorithm 2).
+
+    Args:
+        records: results records (``metrics.json``); those of ``methods`` without ``view_auroc``
+            (made before it was recorded) are counted in ``n_without`` and otherwise left out.
+        methods: the recipes to summarise.
+    Returns:
+        One row per (dataset, category, setting, shots, method), sorted: ``n`` runs, the mean over
+        runs of ``full``, ``zoom`` and ``final`` (the record's ``image_auroc``), ``zoom_better``
+        (runs where the zoomed view alone beats the full image alone), ``final_better`` (runs
+        where the final score beats the full image alone) and ``n_without``.
+    Raises:
+        ValueError: a ``view_auroc`` lacks ``full`` or ``zoom`` or holds a non-finite value.
+    """
+    groups: dict[tuple, dict] = {}
+    for i, r in enumerate(records):
+        if r.get("method") not in methods:
+            continue
+        key = (r.get("dataset"), r.get("category"), r.get("setting"), r.get("shots"), r.get("method"))
+        g = groups.setdefault(key, {"full": [], "zoom": [], "final": [], "n_without": 0})
+        v = r.get("view_auroc")
+        if v is None:
+            g["n_without"] += 1
+            continue
+        try:
+            full, zoom, final = float(v["full"]), float(v["zoom"]), float(r["image_auroc"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"record {i} ({key[4]}/{key[1]}): view_auroc {v!r} or image_auroc "
+                             f"unreadable ({exc})") from None
+        if not all(math.isfinite(x) for x in (full, zoom, final)):
+            raise ValueError(f"record {i} ({key[4]}/{key[1]}): view_auroc {v!r} is not finite")
+        g["full"].append(full), g["zoom"].append(zoom), g["final"].append(final)
+    rows = []
+    for key in sorted(groups, key=str):
+        g = groups[key]
+        n = len(g["full"])
+        rows.append({
+            "dataset": key[0], "category": key[1], "setting": key[2], "shots": key[3],
+            "method": key[4], "n": n, "n_without": g["n_without"],
+            "full": statistics.fmean(g["full"]) if n else None,
+            "zoom": statistics.fmean(g["zoom"]) if n else None,
+            "final": statistics.fmean(g["final"]) if n else None,
+            "zoom_better": sum(z > f for z, f in zip(g["zoom"], g["full"])),
+            "final_better": sum(a > f for a, f in zip(g["final"], g["full"])),
+        })
+    return rows
+
+
+def render_view_summary(rows: list[dict]) -> str:
+    """:func:`view_summary` rows as a Markdown table (mean image AUROC of each view over runs)."""
+    head = ["dataset", "category", "setting", "M", "method", "runs", "full image", "zoomed view",
+            "final (mean of both)", "zoom > full", "final > full"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        n = r["n"]
+        lines.append("| " + " | ".join([
+            str(r["dataset"]), str(r["category"]), str(r["setting"]), str(r["shots"]), str(r["method"]),
+            str(n) + (f" (+{r['n_without']} without views)" if r["n_without"] else ""),
+            _f(r["full"]), _f(r["zoom"]), _f(r["final"]),
+            f"{r['zoom_better']} of {n}" if n else "—", f"{r['final_better']} of {n}" if n else "—",
+        ]) + " |")
+    return "\n".join(lines)

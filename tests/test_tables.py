@@ -573,3 +573,28 @@ def test_cli_table1_reads_several_results_files(tmp_path, capsys):
     assert main(["table", "table1", "--results", str(ladder), "--results", str(ladder)]) != 0
     err = capsys.readouterr().err
     assert "files read together" in err and err.count("ladder.jsonl") >= 2
+
+
+def test_view_summary_counts_which_view_ranks_better():
+    def atac(seed, full, zoom, final, known="bent", shots=10):
+        r = dict(rec("atac", final, seed=seed, shots=shots), setting="hard", known_type=known)
+        if full is not None:
+            r["view_auroc"] = {"full": full, "zoom": zoom}
+        return r
+    recs = [atac(0, 0.60, 0.70, 0.68), atac(1, 0.80, 0.75, 0.79), atac(2, None, None, 0.9),
+            atac(0, 0.5, 0.6, 0.55, known="glue", shots=1), rec("deviation", 0.7)]
+    rows = tables.view_summary(recs)
+    assert [(r["shots"], r["n"], r["n_without"]) for r in rows] == [(1, 1, 0), (10, 2, 1)]
+    ten = rows[1]
+    assert ten["full"] == pytest.approx(0.70) and ten["zoom"] == pytest.approx(0.725)
+    assert ten["final"] == pytest.approx(0.735)          # the record without views is left out
+    assert (ten["zoom_better"], ten["final_better"]) == (1, 1)
+    text = tables.render_view_summary(rows)
+    assert "| 2 (+1 without views) | 0.700 | 0.725 | 0.735 | 1 of 2 | 1 of 2 |" in text
+    # a record with views of another method counts only when asked for
+    assert tables.view_summary([dict(recs[0], method="gradcam_zoom")]) == []
+    assert tables.view_summary([dict(recs[0], method="gradcam_zoom")], methods=("gradcam_zoom",))[0]["n"] == 1
+    with pytest.raises(ValueError, match="view_auroc"):
+        tables.view_summary([dict(recs[0], view_auroc={"full": 0.5})])
+    with pytest.raises(ValueError, match="not finite"):
+        tables.view_summary([dict(recs[0], view_auroc={"full": float("nan"), "zoom": 0.5})])
