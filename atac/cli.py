@@ -337,6 +337,10 @@ def _render_table(args, records: list[dict]) -> int:
         if args.format == "markdown":
             text += ("\nDoes ATAC-Net beat DevNet and DRA on unseen defect types (the paper's Table 2 "
                      "claim)?\n" + "".join(f"- {c['sentence']}\n" for c in tables.table2_claims(rows)))
+            views = [v for v in tables.view_summary(records) if v["setting"] == "hard" and v["n"]]
+            if views:
+                text += ("\nATAC-Net's two views on their own (view_auroc, mean image AUROC over the "
+                         "runs):\n\n" + tables.render_view_summary(views) + "\n")
     else:
         rows = tables.table1_rows(records, metric=args.metric)
         text = tables.render_table1(rows, fmt=args.format)

@@ -543,6 +543,12 @@ def test_cli_table2(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "hard setting" in out and "**mean** (5 types)" in out and "0.850 ± 0.010 (3)" in out
     assert "The paper's claim (ATAC-Net above both) holds here." in out
+    assert "two views" not in out                       # no record carries view_auroc
+    with_views = [dict(r, view_auroc={"full": 0.8, "zoom": 0.9}) if r["method"] == "atac" else r
+                  for r in hard_records(means)]
+    (tmp_path / "v.jsonl").write_text("".join(json.dumps(r) + "\n" for r in with_views))
+    assert main(["table", "table2", "--results", str(tmp_path / "v.jsonl")]) == 0
+    assert "| 15 | 0.800 | 0.900 | 0.850 | 15 of 15 | 15 of 15 |" in capsys.readouterr().out
     assert (tmp_path / "f.png").stat().st_size > 0
     assert main(["table", "table2", "--results", str(results), "--format", "csv",
                  "--out", str(tmp_path / "t.csv")]) == 0
