@@ -717,6 +717,29 @@ def table2_rows(records: list[dict], metric: str = "image_auroc",
     return rows
 
 
+def condense_hard(rows: list[dict]) -> list[dict]:
+    """Rows for an overview: a hard-setting class with a mean over its known types keeps only that
+    mean row; every other row (general setting, a class whose types are not all there) is kept.
+
+    Args:
+        rows: rows of :func:`table1_rows` and/or :func:`table2_rows` (as :func:`recorded_results`
+            gives them).
+    Returns:
+        The rows in their order, fewer of them; a kept mean row gets ``known_type`` ``"mean over N
+        known types"`` (N = its ``n_types``) so that a reader sees what it averages.
+    """
+    key = ("dataset", "category", "backbone", "budget", "shots", "method")
+    with_mean = {tuple(r[k] for k in key) for r in rows
+                 if r.get("setting") == "hard" and r.get("known_type") == MEAN}
+    out = []
+    for r in rows:
+        if r.get("setting") != "hard" or tuple(r[k] for k in key) not in with_mean:
+            out.append(r)
+        elif r.get("known_type") == MEAN:
+            out.append(dict(r, known_type=f"mean over {r['n_types']} known types"))
+    return out
+
+
 def _with_paper(row: dict, paper: dict, n_types: int) -> dict:
     p = paper.get((row["category"], row["known_type"], row["shots"], row["method"])) \
         if row["dataset"] == "mvtec_ad" else None

@@ -604,3 +604,18 @@ def test_view_summary_counts_which_view_ranks_better():
         tables.view_summary([dict(recs[0], view_auroc={"full": 0.5})])
     with pytest.raises(ValueError, match="not finite"):
         tables.view_summary([dict(recs[0], view_auroc={"full": float("nan"), "zoom": 0.5})])
+
+
+def test_condense_hard_keeps_the_mean_over_known_types():
+    full = {"deviation": dict(zip(MT_TYPES, (0.70,) * 5)), "atac": dict(zip(MT_TYPES, (0.80,) * 5))}
+    part = {"dra": {"blowhole": 0.9, "break": 0.8}}            # two of five types: no mean row
+    rows = tables.table2_rows(hard_records(full) + hard_records(part)) + \
+        tables.table1_rows([rec("atac", 0.9)])
+    short = tables.condense_hard(rows)
+    hard = [r for r in short if r["setting"] == "hard"]
+    assert sorted((r["method"], r["known_type"]) for r in hard) == [
+        ("atac", "mean over 5 known types"), ("deviation", "mean over 5 known types"),
+        ("dra", "blowhole"), ("dra", "break")]
+    assert [r["mean"] for r in hard if r["method"] == "atac"] == pytest.approx([0.80])
+    assert sum(r["setting"] == "general" for r in short) == 1
+    assert all(r["known_type"] == "mean" for r in rows if r["setting"] == "hard" and r["n_types"] > 1)
