@@ -41,8 +41,11 @@ def test_freed_memory_is_reused_without_page_faults():
     state, faults = _probe("keep")
     assert state.startswith("glibc keep-freed")
     _, default_faults = _probe("default")
-    # (on the development machine: ~1 150 faults per step kept, ~8 200 with glibc's defaults)
-    assert faults * 3 < default_faults, (faults, default_faults)
+    # (on the development machine: ~1 150 faults per step kept, ~8 200 with glibc's defaults). How
+    # often glibc's defaults fault depends on the machine's state (its dynamic mmap threshold; one
+    # CI run under a concurrent book build saw 0 and 0): when the defaults hardly fault there is
+    # nothing to remove, and the kept setting need only stay low itself
+    assert faults * 3 < default_faults or faults < 2000, (faults, default_faults)
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt only")
