@@ -3,16 +3,21 @@
 1. A = the attention map (B, h, w), each map divided by its maximum.
 2. Bilinear upsampling to the input size (H, W); mask = A_up >= w.
 3. The bounding box of the mask; the input is cropped to it and resized back to (H, W).
-4. An empty mask (a map whose maximum is not positive) or a box covering at least
-   ``full_fraction`` of the image means "no zoom": the crop is the image itself (supplement: for
-   genuine samples "the full image is cropped so no zooming").
+4. An empty mask (a map whose maximum is not positive, or one with a non-finite value) or a box
+   covering at least ``full_fraction`` of the image means "no zoom": the crop is the image itself
+   (supplement: for genuine samples "the full image is cropped so no zooming").
 
 Everything is batched tensor code (no per-image Python loop, no host-device synchronisation): the
 crop-and-resize is ``torchvision.ops.roi_align`` (bilinear). Boxes are computed without gradient;
-the crop indexes pixels and is not differentiated through.
+the crop indexes pixels and is not differentiated through. On CPU, where ``roi_align`` runs on one
+core, the batch's boxes are shared among ``torch.get_num_threads()`` threads (each box's crop is
+computed alone, so the crops are bit-identical to one call's).
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +45,14 @@ def attention_boxes(attn: torch.Tensor, size: tuple[int, int], threshold: float 
     B = attn.shape[0]
     a = attn.float()
     peak = a.flatten(1).amax(dim=1)                                     # (B,)
-    valid = torch.isfinite(peak) & (peak > 0)
+    valid = torch.isfinite(a).flatten(1).all(dim=1) & (peak > 0)
     a = a / torch.where(valid, peak, torch.ones_like(peak))[:, None, None]
     up = F.interpolate(a[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
-    mask = (up >= threshold) & valid[:, None, None]                     # (B, H, W)
-    rows, cols = mask.any(dim=2), mask.any(dim=1)                       # (B, H), (B, W)
+    # the mask up >= threshold is read only through its rows and columns: row i has a pixel in
+    # the mask exactly when its largest value reaches the threshold (up is finite where valid), and two
+    # reductions of up cost far less than forming the (B, H, W) mask
+    rows = (up.amax(dim=2) >= threshold) & valid[:, None]               # (B, H)
+    cols = (up.amax(dim=1) >= threshold) & valid[:, None]               # (B, W)
     nonempty = rows.any(dim=1)
     ar_h = torch.arange(H, device=attn.device)
     ar_w = torch.arange(W, device=attn.device)
@@ -62,25 +70,73 @@ def attention_boxes(attn: torch.Tensor, size: tuple[int, int], threshold: float 
 
 
 def crop_and_resize(x: torch.Tensor, boxes: torch.Tensor, zoom: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop each image to its box and resize it back to (H, W), batched (bilinear ``roi_align``).
+    """Crop each image to its box and resize it back to (H, W), batched (bilinear ``roi_align``,
+    one sample at each output pixel's centre: ``aligned=True, sampling_ratio=1``).
 
     Args:
         x: (B, C, H, W) images.
         boxes: (B, 4) ``(x0, y0, x1, y1)`` pixel edges.
         zoom: optional bool (B,); where False the image is returned unchanged (exactly).
     Returns:
-        (B, C, H, W) zoomed views, same dtype as ``x``.
+        (B, C, H, W) zoomed views, with the dtype and the memory format (channels-last or not) of
+        ``x``: the second pass reads them as they come.
     """
     B, _, H, W = x.shape
     rois = torch.cat([torch.arange(B, device=x.device, dtype=boxes.dtype)[:, None], boxes.to(x.device)], 1)
-    # roi_align reads a channels-last input more slowly on CPU than this NCHW copy costs; the crops
-    # are bit-identical (tests/test_gpu_path.py)
+    rois = rois.float()
+    # roi_align reads a channels-last input more slowly on CPU than this NCHW copy costs
     src = x.float().contiguous() if x.device.type == "cpu" else x.float()
-    out = roi_align(src, rois.float(), output_size=(H, W), spatial_scale=1.0,
-                    sampling_ratio=1, aligned=True).to(x.dtype)
-    if zoom is not None:
-        out = torch.where(zoom.to(x.device)[:, None, None, None], out, x)
+    if torch.is_grad_enabled() and x.requires_grad:  # differentiable, one call (not used by atac)
+        crops = roi_align(src, rois, output_size=(H, W), spatial_scale=1.0, sampling_ratio=1,
+                          aligned=True).to(x.dtype)
+        if zoom is not None:
+            crops = torch.where(zoom.to(x.device)[:, None, None, None], crops, x)
+        return crops.contiguous(memory_format=_memory_format(x))
+    out = torch.empty_like(x)                      # x's memory format
+    if x.device.type != "cpu":                     # one call; no host-device synchronisation
+        crops = roi_align(src, rois, output_size=(H, W), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+        if zoom is None:
+            return out.copy_(crops)
+        return torch.where(zoom.to(x.device)[:, None, None, None], crops.to(x.dtype), x, out=out)
+    n = min(torch.get_num_threads(), B)
+    bounds = [(int(p[0]), int(p[-1]) + 1) for p in torch.arange(B).tensor_split(n)]
+    inference = torch.is_inference_mode_enabled()  # thread-local: the threads take the caller's
+    futures = [_crop_pool(n - 1).submit(_roi_align, src, rois[a:b], inference) for a, b in bounds[1:]]
+    # only roi_align (one core, no thread team of its own) runs on the pool's threads: an OpenMP
+    # parallel op there would leave a second team spinning beside the backbone's next pass
+    a, b = bounds[0]
+    out[a:b].copy_(_roi_align(src, rois[a:b], inference))   # the cast to out's dtype is .to()'s
+    for (a, b), f in zip(bounds[1:], futures):
+        out[a:b].copy_(f.result())
+    if zoom is not None:                           # the images themselves where there is no zoom
+        keep = (~zoom.cpu()).nonzero().flatten()   # (a copy of each: cheaper than a where over all)
+        if len(keep):
+            out[keep] = x[keep]
     return out
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+
+
+def _roi_align(src: torch.Tensor, rois: torch.Tensor, inference: bool) -> torch.Tensor:
+    """(N, C, H, W) float crops of ``src`` at ``rois`` (N, 5), without autograd (under inference
+    mode where the caller is: grad and inference mode are per thread)."""
+    with torch.inference_mode() if inference else torch.no_grad():
+        return roi_align(src, rois, output_size=tuple(src.shape[-2:]), spatial_scale=1.0,
+                         sampling_ratio=1, aligned=True)
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None   # (pid, workers, pool)
+
+
+def _crop_pool(workers: int) -> ThreadPoolExecutor:
+    """The crop threads of this process (made again after a fork, or when more are needed)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < workers:
+        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="atac-crop"))
+    return _POOL[2]
 
 
 @torch.no_grad()

@@ -122,7 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where sweep datasets are looked for to count test images "
                         "(default: --full-run's DATA_ROOT, else $ATAC_DATA_ROOT)")
     p.add_argument("--sweeps", nargs="*", default=None, metavar="YAML",
-                   help="sweep files to estimate (default: paper_runs/*.yaml); none: skip")
+                   help="sweep files to estimate (default: paper_runs/*.yaml); '--sweeps none' "
+                        "(or '--sweeps' alone): no estimate")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="where to write the JSON (default: benchmarks/results/speed-<device>-<date>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -136,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--batch must be >= 2 (a balanced batch holds normals and anomalies)")
     if args.image_size < 32:
         p.error("--image-size must be >= 32")
+    if args.sweeps is not None and [s.lower() for s in args.sweeps] == ["none"]:
+        args.sweeps = []
     return args
 
 

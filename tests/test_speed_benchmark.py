@@ -67,6 +67,13 @@ def test_bad_arguments_are_refused(speed):
         speed.parse_args(["--batch", "1"])
 
 
+def test_sweeps_none_means_no_estimate(speed):
+    assert speed.parse_args(["--sweeps", "none"]).sweeps == []
+    assert speed.parse_args(["--sweeps"]).sweeps == []
+    assert speed.parse_args([]).sweeps is None                 # the default: paper_runs/*.yaml
+    assert speed.parse_args(["--sweeps", "a.yaml"]).sweeps == ["a.yaml"]
+
+
 def test_cost_model_scaling(speed):
     from atac.config import RunConfig
 
