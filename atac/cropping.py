@@ -9,15 +9,10 @@
 
 Everything is batched tensor code (no per-image Python loop, no host-device synchronisation): the
 crop-and-resize is ``torchvision.ops.roi_align`` (bilinear). Boxes are computed without gradient;
-the crop indexes pixels and is not differentiated through. On CPU, where ``roi_align`` runs on one
-core, the batch's boxes are shared among ``torch.get_num_threads()`` threads (each box's crop is
-computed alone, so the crops are bit-identical to one call's).
+the crop indexes pixels and is not differentiated through.
 """
 
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -92,51 +87,25 @@ def crop_and_resize(x: torch.Tensor, boxes: torch.Tensor, zoom: torch.Tensor | N
         if zoom is not None:
             crops = torch.where(zoom.to(x.device)[:, None, None, None], crops, x)
         return crops.contiguous(memory_format=_memory_format(x))
-    out = torch.empty_like(x)                      # x's memory format
-    if x.device.type != "cpu":                     # one call; no host-device synchronisation
+    # the crops go straight into x's memory format (channels-last for the second pass): no copy
+    # after, and the images without zoom are copied in (on CPU) rather than a where over the batch
+    with torch.no_grad():
         crops = roi_align(src, rois, output_size=(H, W), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+        out = torch.empty_like(x)
         if zoom is None:
-            return out.copy_(crops)
-        return torch.where(zoom.to(x.device)[:, None, None, None], crops.to(x.dtype), x, out=out)
-    n = min(torch.get_num_threads(), B)
-    bounds = [(int(p[0]), int(p[-1]) + 1) for p in torch.arange(B).tensor_split(n)]
-    inference = torch.is_inference_mode_enabled()  # thread-local: the threads take the caller's
-    futures = [_crop_pool(n - 1).submit(_roi_align, src, rois[a:b], inference) for a, b in bounds[1:]]
-    # only roi_align (one core, no thread team of its own) runs on the pool's threads: an OpenMP
-    # parallel op there would leave a second team spinning beside the backbone's next pass
-    a, b = bounds[0]
-    out[a:b].copy_(_roi_align(src, rois[a:b], inference))   # the cast to out's dtype is .to()'s
-    for (a, b), f in zip(bounds[1:], futures):
-        out[a:b].copy_(f.result())
-    if zoom is not None:                           # the images themselves where there is no zoom
-        keep = (~zoom.cpu()).nonzero().flatten()   # (a copy of each: cheaper than a where over all)
+            return out.copy_(crops)                # the cast to x's dtype is .to()'s
+        if x.device.type != "cpu":                 # no host-device synchronisation
+            return torch.where(zoom.to(x.device)[:, None, None, None], crops.to(x.dtype), x, out=out)
+        out.copy_(crops)
+        keep = (~zoom.cpu()).nonzero().flatten()   # the images themselves where there is no zoom
         if len(keep):
             out[keep] = x[keep]
-    return out
+        return out
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) \
         and not x.is_contiguous() else torch.contiguous_format
-
-
-def _roi_align(src: torch.Tensor, rois: torch.Tensor, inference: bool) -> torch.Tensor:
-    """(N, C, H, W) float crops of ``src`` at ``rois`` (N, 5), without autograd (under inference
-    mode where the caller is: grad and inference mode are per thread)."""
-    with torch.inference_mode() if inference else torch.no_grad():
-        return roi_align(src, rois, output_size=tuple(src.shape[-2:]), spatial_scale=1.0,
-                         sampling_ratio=1, aligned=True)
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None   # (pid, workers, pool)
-
-
-def _crop_pool(workers: int) -> ThreadPoolExecutor:
-    """The crop threads of this process (made again after a fork, or when more are needed)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < workers:
-        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="atac-crop"))
-    return _POOL[2]
 
 
 @torch.no_grad()

@@ -322,6 +322,11 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
         "train_ratio": med["train"] / med["plain_train"],
         "infer_ratio": med["infer"] / med["plain_infer"],
         "median_seconds": med,
+        # the same ratios read iteration by iteration (each kind timed next to its plain
+        # counterpart, so slow drifts of the machine cancel): their median and a bootstrap 95%
+        # interval of that median, to tell a real gap to a goal from this machine's noise
+        "paired_ratios": {name: paired_ratio(times[a], times[b], seed=args.seed)
+                          for name, a, b in (("train", "train", "plain_train"), ("infer", "infer", "plain_infer"))},
         "min_seconds": {k: min(v) for k, v in times.items()},
         "max_seconds": {k: max(v) for k, v in times.items()},
         "seconds": times,
@@ -336,6 +341,18 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
         row["peak_memory_kind"] = ("process peak RSS (resource.getrusage ru_maxrss) after this block; "
                                    "monotonic: the peak of the whole process so far")
     return row
+
+
+def paired_ratio(num: list[float], den: list[float], seed: int = 0, resamples: int = 2000) -> dict:
+    """Per-iteration ratios ``num[i] / den[i]``: their median and a percentile-bootstrap 95%
+    interval of the median (``resamples`` resamples, seeded)."""
+    import random
+
+    r = [a / b for a, b in zip(num, den)]
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(resamples))
+    return {"median": statistics.median(r), "ci95": [meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]],
+            "n": len(r), "ratios": r}
 
 
 def _peak_rss_mib() -> float:
@@ -579,6 +596,13 @@ def print_report(result: dict) -> None:
                           _fmt(r["plain_train_images_per_s"]), _fmt(r["plain_infer_images_per_s"]),
                           _fmt(r["train_ratio"], ".2f"), _fmt(r["infer_ratio"], ".2f"), _fmt(mem, ".0f")])
     _table(head, lines)
+    print("per-iteration ratios (each timed next to its plain counterpart): median [bootstrap 95% interval]")
+    for bb, per in result["results"].items():
+        for m, r in per.items():
+            pr = r.get("paired_ratios")
+            if pr:
+                print(f"  {bb} {m}: " + ", ".join(
+                    f"{k} {v['median']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]" for k, v in pr.items()))
     if result.get("sweeps"):
         print("\nestimated cost of the sweeps on this machine (one process, these settings; "
               "preprocessing not counted):")

@@ -112,8 +112,8 @@ def _roi_align_reference(x, boxes, zoom):
     return out if zoom is None else torch.where(zoom[:, None, None, None], out, x)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_crops_shared_among_threads_are_one_roi_align_call_bit_for_bit(threads):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_crops_are_one_roi_align_call_bit_for_bit(threads):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -147,11 +147,3 @@ def test_crops_feed_a_training_graph_and_stay_differentiable_when_asked():
     crop_and_resize(xg, boxes, zoom).sum().backward()           # roi_align's gradient reaches x
     assert xg.grad is not None and xg.grad[2].eq(1).all() and xg.grad[0].abs().sum() > 0
 
-
-def test_the_crop_threads_are_made_again_in_a_forked_child(monkeypatch):
-    import atac.cropping as cropping
-
-    first = cropping._crop_pool(1)
-    assert cropping._crop_pool(1) is first
-    monkeypatch.setattr(cropping.os, "getpid", lambda: -1)      # as seen from a forked child
-    assert cropping._crop_pool(1) is not first

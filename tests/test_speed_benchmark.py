@@ -49,6 +49,9 @@ def test_tiny_cpu_run_writes_ratios(speed, tmp_path, capsys):
         assert set(r["median_seconds"]) == {"train", "plain_train", "infer", "plain_infer"}
         assert all(len(v) == 2 for v in r["seconds"].values())
         assert r["train_ratio"] == pytest.approx(r["median_seconds"]["train"] / r["median_seconds"]["plain_train"])
+        pi = r["paired_ratios"]["infer"]
+        assert pi["ratios"] == pytest.approx([a / b for a, b in zip(r["seconds"]["infer"], r["seconds"]["plain_infer"])])
+        assert min(pi["ratios"]) <= pi["ci95"][0] <= pi["median"] <= pi["ci95"][1] <= max(pi["ratios"])
         assert _positive(r["peak_memory_mib"]["process"]) and "RSS" in r["peak_memory_kind"]
     # every paper_runs sweep gets a run count and an estimate in hours
     names = {e["file"]: e for e in data["sweeps"]}
@@ -57,7 +60,16 @@ def test_tiny_cpu_run_writes_ratios(speed, tmp_path, capsys):
         assert e["runs"] > 0 and _positive(e["estimated_hours"]) and not e["not_estimated"]
     assert result["results"]["mobilenet_v2"]["atac"]["train_ratio"] == data["results"]["mobilenet_v2"]["atac"]["train_ratio"]
     printed = capsys.readouterr().out
-    assert "train_ratio" in printed and "table1-cpu" in printed
+    assert "train_ratio" in printed and "table1-cpu" in printed and "per-iteration ratios" in printed
+
+
+def test_paired_ratio_interval(speed):
+    flat = speed.paired_ratio([2.0] * 9, [1.0] * 9)
+    assert flat["median"] == 2.0 and flat["ci95"] == [2.0, 2.0] and flat["n"] == 9
+    noisy = speed.paired_ratio([2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7, 2.8], [1.0] * 9)
+    assert noisy["median"] == pytest.approx(2.4)
+    lo, hi = noisy["ci95"]
+    assert 2.0 <= lo < 2.4 < hi <= 2.8       # a spread sample gives a real interval around its median
 
 
 def test_bad_arguments_are_refused(speed):
