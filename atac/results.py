@@ -1,8 +1,16 @@
-"""Results records: atomic writes, provenance (git commit, package versions, machine)."""
+"""Results records: atomic writes, provenance (git commit, package versions, machine).
+
+A results file (``.jsonl``, one run record per line) keeps each record's split — the files of its
+training and test sets, as provenance — in a store beside it, ``<stem>.splits.json``: the record's
+``split`` keeps its setting, shots, seed and known type and names its file lists by their SHA-256
+(``"files": "sha256:…"``). Runs of one sweep share splits (every method of a seed draws the same),
+so each list is stored once. :func:`load_records` puts the lists back: a loaded record is whole.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -94,10 +102,12 @@ def machine() -> dict[str, Any]:
 
 
 def load_records(path: str | Path) -> list[dict]:
-    """The records of a ``.jsonl`` results file (one ``metrics.json`` record per line).
+    """The records of a ``.jsonl`` results file (one ``metrics.json`` record per line), each split's
+    file lists restored from the file's split store (see the module docstring).
 
     Raises:
-        ValueError: a line is not a JSON object (names the file and line).
+        ValueError: a line is not a JSON object (names the file and line); a record names split
+            files that its store lacks, or the store is not valid (names both files).
     """
     out = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -110,7 +120,81 @@ def load_records(path: str | Path) -> list[dict]:
         if not isinstance(rec, dict):
             raise ValueError(f"{path}, line {i}: not a record")
         out.append(rec)
+    if any(_split_key(r) for r in out):
+        store = read_split_store(path)
+        for i, r in enumerate(out):
+            key = _split_key(r)
+            if key:
+                if key not in store:
+                    raise ValueError(f"{path}, record {i + 1}: its split files {key} are not in "
+                                     f"{split_store_path(path)}")
+                r["split"] = {**{k: v for k, v in r["split"].items() if k != "files"}, **store[key]}
     return out
+
+
+SPLIT_FILES = ("train_normal", "train_anomalous", "test")
+
+
+def split_store_path(results: str | Path) -> Path:
+    """The split store of a results file: ``<stem>.splits.json`` beside it."""
+    p = Path(results)
+    return p.with_name(p.stem + ".splits.json")
+
+
+def _files_hash(files: dict) -> str:
+    text = json.dumps(files, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split_key(record: dict) -> str | None:
+    s = record.get("split")
+    return s["files"] if isinstance(s, dict) and isinstance(s.get("files"), str) else None
+
+
+def read_split_store(results: str | Path) -> dict[str, dict]:
+    """hash → file lists of a results file's split store; empty when there is none.
+
+    Raises:
+        ValueError: the store is not a JSON mapping, or an entry does not match its hash.
+    """
+    path = split_store_path(results)
+    if not path.is_file():
+        return {}
+    try:
+        store = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(store, dict):
+        raise ValueError(f"{path}: not a mapping of split hashes to file lists")
+    for key, files in store.items():
+        if not isinstance(files, dict) or _files_hash(files) != key:
+            raise ValueError(f"{path}: the entry {key} does not match its hash (edited by hand?)")
+    return store
+
+
+def pack_split(record: dict, store: dict[str, dict]) -> dict:
+    """``record`` with its split's file lists moved into ``store`` (added under their hash unless
+    there): the record's ``split`` names them by ``"files": "sha256:…"``. A record without a whole
+    split comes back unchanged. ``record`` itself is not modified."""
+    s = record.get("split")
+    if not isinstance(s, dict) or not all(isinstance(s.get(k), list) for k in SPLIT_FILES):
+        return record
+    files = {k: s[k] for k in SPLIT_FILES}
+    key = _files_hash(files)
+    store.setdefault(key, files)
+    return {**record, "split": {**{k: v for k, v in s.items() if k not in SPLIT_FILES}, "files": key}}
+
+
+def write_records(results: str | Path, records: list[dict]) -> None:
+    """Write ``records`` as the results file ``results``, their split file lists in its store (the
+    store first, so that the results file never names lists the store lacks). Lists already in the
+    store stay; both writes are atomic. Callers that may race hold a lock (``atac.sweep``)."""
+    store = read_split_store(results)
+    before = len(store)
+    packed = [pack_split(r, store) for r in records]
+    if len(store) != before:
+        atomic_write_text(split_store_path(results), json.dumps(store, indent=1) + "\n")
+    atomic_write_text(results, "".join(json.dumps(r, sort_keys=False) + "\n" for r in packed))
 
 
 SUMMARY_KEYS = ("dataset", "category", "setting", "known_type", "method", "backbone", "shots")

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from .config import EXECUTION_FIELDS, RunConfig, identity, preset
 from .memory import release_freed_memory
 from .methods import get_method
-from .results import atomic_write_text, git_commit, load_records, machine
+from .results import atomic_write_text, git_commit, load_records, machine, write_records
 from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -236,16 +236,15 @@ def append_record(results: Path, record: dict) -> bool:
     """Add one record (one JSON line) to ``results`` atomically, under an exclusive lock.
 
     The file is rewritten through a temporary file and a rename, so a reader (or a crash) never
-    sees half a line. Returns False, writing nothing, when a record with the same run id is there.
+    sees half a line; the record's split file lists go to the file's split store
+    (:func:`atac.results.write_records`). Returns False, writing nothing, when a record with the
+    same run id is there.
     """
     with _locked(results):
-        old = results.read_text() if results.is_file() else ""
-        rid = record["sweep"]["run_id"]
-        if rid in recorded(results):
+        if record["sweep"]["run_id"] in recorded(results):
             return False
-        if old and not old.endswith("\n"):
-            old += "\n"
-        atomic_write_text(results, old + json.dumps(record, sort_keys=False) + "\n")
+        old = load_records(results) if results.is_file() else []
+        write_records(results, [*old, record])
         return True
 
 

@@ -32,3 +32,48 @@ def test_dirty_means_the_code_changed_and_the_answer_is_kept(tmp_path):
     _git(tmp_path, "commit", "-qam", "two")
     assert _ask_git(code) != first
     assert git_commit(code) == first                        # this process still runs what it loaded
+
+
+def _record(i, seed=0, test=("good/1.png", "crack/2.png")):
+    return {"image_auroc": 0.5 + i / 100, "sweep": {"run_id": f"r{i}"},
+            "split": {"setting": "general", "shots": 1, "seed": seed, "known_type": None,
+                      "train_normal": ["good/0.png"], "train_anomalous": ["crack/1.png"], "test": list(test)}}
+
+
+def test_split_files_are_stored_once_and_loaded_back_whole(tmp_path):
+    import json
+
+    from atac.results import load_records, split_store_path, write_records
+
+    res = tmp_path / "r.jsonl"
+    records = [_record(0), _record(1), _record(2, seed=1, test=("good/9.png", "crack/3.png")),
+               {"image_auroc": 0.9}]                       # no split: written as it is
+    write_records(res, records)
+    store = json.loads(split_store_path(res).read_text())
+    assert len(store) == 2                                  # two distinct splits, each once
+    lines = [json.loads(x) for x in res.read_text().splitlines()]
+    assert "test" not in lines[0]["split"] and lines[0]["split"]["files"].startswith("sha256:")
+    assert lines[0]["split"]["seed"] == 0 and lines[3] == {"image_auroc": 0.9}
+    assert load_records(res) == records                     # whole again, in the split's own key order
+    assert list(load_records(res)[0]["split"]) == list(records[0]["split"])
+    write_records(res, load_records(res))                   # rewriting is stable
+    assert load_records(res) == records and json.loads(split_store_path(res).read_text()) == store
+
+
+def test_a_missing_or_edited_split_store_is_named(tmp_path):
+    import json
+
+    from atac.results import load_records, split_store_path, write_records
+
+    res = tmp_path / "r.jsonl"
+    write_records(res, [_record(0)])
+    store_path = split_store_path(res)
+    store = json.loads(store_path.read_text())
+    (key, files), = store.items()
+    files["test"].append("crack/99.png")                    # an entry that no longer matches its hash
+    store_path.write_text(json.dumps({key: files}))
+    with pytest.raises(ValueError, match="does not match its hash"):
+        load_records(res)
+    store_path.unlink()
+    with pytest.raises(ValueError, match=r"record 1: its split files sha256:\w+ are not in .*r\.splits\.json"):
+        load_records(res)
