@@ -1078,7 +1078,8 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
             (made before it was recorded) are counted in ``n_without`` and otherwise left out.
         methods: the recipes to summarise.
     Returns:
-        One row per (dataset, category, setting, shots, method), sorted: ``n`` runs, the mean over
+        One row per (dataset, category, setting, shots, method, backbone, budget) — runs of other
+        backbones or budgets are never pooled, as in the tables — sorted: ``n`` runs, the mean over
         runs of ``full``, ``zoom`` and ``final`` (the record's ``image_auroc``), ``zoom_better``
         (runs where the zoomed view alone beats the full image alone), ``final_better`` (runs
         where the final score beats the full image alone) and ``n_without``.
@@ -1089,7 +1090,8 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
     for i, r in enumerate(records):
         if r.get("method") not in methods:
             continue
-        key = (r.get("dataset"), r.get("category"), r.get("setting"), r.get("shots"), r.get("method"))
+        key = (r.get("dataset"), r.get("category"), r.get("setting"), r.get("shots"), r.get("method"),
+               r.get("backbone"), budget(r))
         g = groups.setdefault(key, {"full": [], "zoom": [], "final": [], "n_without": 0})
         v = r.get("view_auroc")
         if v is None:
@@ -1109,7 +1111,7 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
         n = len(g["full"])
         rows.append({
             "dataset": key[0], "category": key[1], "setting": key[2], "shots": key[3],
-            "method": key[4], "n": n, "n_without": g["n_without"],
+            "method": key[4], "backbone": key[5], "budget": key[6], "n": n, "n_without": g["n_without"],
             "full": statistics.fmean(g["full"]) if n else None,
             "zoom": statistics.fmean(g["zoom"]) if n else None,
             "final": statistics.fmean(g["final"]) if n else None,
@@ -1121,14 +1123,14 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
 
 def render_view_summary(rows: list[dict]) -> str:
     """:func:`view_summary` rows as a Markdown table (mean image AUROC of each view over runs)."""
-    head = ["dataset", "category", "setting", "M", "method", "runs", "full image", "zoomed view",
+    head = ["dataset", "category", "setting", "M", "method", "backbone", "budget", "runs", "full image", "zoomed view",
             "final (mean of both)", "zoom > full", "final > full"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         n = r["n"]
         lines.append("| " + " | ".join([
             str(r["dataset"]), str(r["category"]), str(r["setting"]), str(r["shots"]), str(r["method"]),
-            str(n) + (f" (+{r['n_without']} without views)" if r["n_without"] else ""),
+            str(r["backbone"]), str(r["budget"]), str(n) + (f" (+{r['n_without']} without views)" if r["n_without"] else ""),
             _f(r["full"]), _f(r["zoom"]), _f(r["final"]),
             f"{r['zoom_better']} of {n}" if n else "—", f"{r['final_better']} of {n}" if n else "—",
         ]) + " |")

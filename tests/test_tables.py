@@ -600,6 +600,11 @@ def test_view_summary_counts_which_view_ranks_better():
     # a record with views of another method counts only when asked for
     assert tables.view_summary([dict(recs[0], method="gradcam_zoom")]) == []
     assert tables.view_summary([dict(recs[0], method="gradcam_zoom")], methods=("gradcam_zoom",))[0]["n"] == 1
+    # runs of another budget are a row of their own, never pooled
+    longer = dict(recs[1], config=dict(recs[1].get("config") or {}, epochs=99))
+    split_rows = tables.view_summary([recs[0], longer])
+    assert len(split_rows) == 2 and [r["n"] for r in split_rows] == [1, 1]
+    assert {r["budget"] for r in split_rows} == {tables.budget(recs[0]), tables.budget(longer)}
     with pytest.raises(ValueError, match="view_auroc"):
         tables.view_summary([dict(recs[0], view_auroc={"full": 0.5})])
     with pytest.raises(ValueError, match="not finite"):
