@@ -25,6 +25,17 @@ PYRAMID_RESIZE = ("bilinear", "nearest", "area")
 DRA_FIELDS = ("dra_scales", "dra_ref_size", "dra_pyramid_resize", "dra_residual_conv",
               "dra_holistic_hidden")
 SETTINGS = ("general", "hard")
+# Readings of what the supplement leaves open (NOTES.md, "Readings the supplement leaves open"), each
+# a field whose default is the literal reading that every recorded run used. ``to_dict`` writes one
+# only when it differs from its default, so the config dict (records, checkpoints, sweep run ids)
+# of a run at the literal readings is what it was before these fields existed; an absent field in a
+# record therefore means its default.
+READING_FIELDS = {"zoom_loss": "mean", "batchnorm": "train", "augment": "none",
+                  "batch_mix": "half_anomalies", "rng_streams": "legacy"}
+BATCHNORMS = ("train", "frozen")
+AUGMENTS = ("none", "rotate")
+BATCH_MIXES = ("half_anomalies", "half_normals")
+RNG_STREAMS = ("legacy", "independent")
 # Fields that say where and how a run executes, not what it computes: free to differ between a run
 # and its resumption, and left out of a sweep's run identity (atac.train.RESUME_FREE, atac.sweep).
 EXECUTION_FIELDS = ("device", "eval_batch_size", "extra", "amp", "compile", "data_root")
@@ -86,6 +97,8 @@ class RunConfig:
     dev_margin: float = 5.0             # deviation loss margin k
     dev_ref_size: int = 5000            # reference draws from N(0, 1)
     ce_weights: tuple[float, float] = (0.5, 20.0)  # weighted CE: (genuine, anomaly), supplement §3 step II
+    zoom_loss: str = "mean"             # zoom recipes: loss on the mean of the two scores (Alg. 2, literal)
+                                        # | per_view (mean of each view's loss) | full_plus_mean
 
     # --- Algorithm 2: optimisation (lineage defaults, DRA code) ---
     epochs: int = 30
@@ -96,6 +109,14 @@ class RunConfig:
     lr_step: int = 10                   # StepLR step, in epochs
     lr_gamma: float = 0.1
     grad_clip: float = 1.0
+    batchnorm: str = "train"            # train: every pass in train mode (literal; a zoom recipe's two passes
+                                        # get two batch statistics) | frozen: the backbone's BatchNorm uses its
+                                        # running (ImageNet) statistics in training too, and never updates them
+    batch_mix: str = "half_anomalies"   # half_anomalies: half the slots real anomalies, half normals of which
+                                        # pseudo_prob become pseudo-anomalies (literal) | half_normals: half
+                                        # normals, half anomalies of which pseudo_prob are pseudo (DevNet's half)
+    augment: str = "none"               # none (literal) | rotate: each training image turned by a random angle
+                                        # in [-180, 180) degrees, as DevNet's and DRA's code do
 
     # --- DRA (method dra; Ding, Pang, Shen, CVPR 2022; see atac.models.dra) ---
     dra_scales: int = 2                 # feature-pyramid scales: input sizes S, S/2, ...; head scores averaged
@@ -121,6 +142,8 @@ class RunConfig:
 
     # --- run control ---
     seed: int = 0
+    rng_streams: str = "legacy"         # legacy: batches from seed, loss reference from seed + 1 (seed s + 1's
+                                        # batches are seed s's references) | independent: SeedSequence(seed)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     eval_batch_size: int = 32
     amp: str = "auto"                   # auto: bf16 autocast on CUDA, float32 on CPU | off | bf16
@@ -226,6 +249,10 @@ class RunConfig:
         for name in ("dra_ref_size", "dra_holistic_hidden"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        for name, allowed in (("zoom_loss", ("mean", "per_view", "full_plus_mean")), ("batchnorm", BATCHNORMS), ("augment", AUGMENTS),
+                              ("batch_mix", BATCH_MIXES), ("rng_streams", RNG_STREAMS)):
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"must be one of {', '.join(allowed)}")
         if self.dra_pyramid_resize not in PYRAMID_RESIZE:
             raise bad("dra_pyramid_resize", f"must be one of {', '.join(PYRAMID_RESIZE)}")
         if self.method == "dra" and self.image_size // 2 ** (self.dra_scales - 1) < 32:
@@ -236,13 +263,15 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML/JSON-safe dict (tuples become lists).
 
-        The DRA-only fields (:data:`DRA_FIELDS`) are written for ``method == "dra"`` only: every
-        other method's dict is the same as before those fields existed (same records, same resume
-        checks, same sweep run ids); :meth:`from_dict` gives absent fields their defaults.
+        The DRA-only fields (:data:`DRA_FIELDS`) are written for ``method == "dra"`` only, and the
+        reading fields (:data:`READING_FIELDS`) only where they differ from the literal reading: a
+        run's dict is the same as before those fields existed (same records, same resume checks,
+        same sweep run ids); :meth:`from_dict` gives absent fields their defaults.
         """
         d = dataclasses.asdict(self)
         if self.method != "dra":
             d = {k: v for k, v in d.items() if k not in DRA_FIELDS}
+        d = {k: v for k, v in d.items() if READING_FIELDS.get(k, object()) != v}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

@@ -49,6 +49,33 @@ def deviation_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 5
     return ((1 - y) * dev.abs() + y * F.relu(margin - dev)).mean()
 
 
+ZOOM_LOSSES = ("mean", "per_view", "full_plus_mean")
+
+
+def zoom_loss(score: torch.Tensor, score_full: torch.Tensor, score_zoom: torch.Tensor | None,
+              labels: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              mode: str = "mean") -> torch.Tensor:
+    """The training loss of a recipe with a zoomed view (readings of Algorithm 2, lines 10–12).
+
+    Args:
+        score: (B,) final scores, (a1 + a2) / 2; score_full: (B,) a1; score_zoom: (B,) a2, or None
+            (no zoom pass: ``loss(score, labels)``).
+        labels: (B,); loss: ``loss(scores, labels) -> 0-d``, e.g. the deviation loss.
+        mode: ``mean`` — loss(a), the literal reading; ``per_view`` — (loss(a1) + loss(a2)) / 2,
+            so neither view can meet a margin for the other; ``full_plus_mean`` — (loss(a1) +
+            loss(a)) / 2, the full image held to the margin on its own as in step III.
+    Returns:
+        0-d tensor. Raises ``ValueError`` for an unknown ``mode``.
+    """
+    if mode not in ZOOM_LOSSES:
+        raise ValueError(f"config field 'zoom_loss': must be one of {', '.join(ZOOM_LOSSES)} (got {mode!r})")
+    if score_zoom is None or mode == "mean":
+        return loss(score.float(), labels)
+    full = loss(score_full.float(), labels)
+    other = score_zoom if mode == "per_view" else score
+    return (full + loss(other.float(), labels)) / 2
+
+
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy on logits (B,) against 0/1 labels (B,) (ladder step I)."""
     logits = logits.float()

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torchvision.transforms.v2.functional as TF
 from tqdm import tqdm
 
 from .config import EXECUTION_FIELDS, RunConfig, identity
@@ -35,7 +36,8 @@ from .data.preprocess import prepare
 from .data.pseudo import cutmix
 from .data.splits import Split, make_split
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
-from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss
+from .diagnostics import ZoomTelemetry, model_zooms, zoom_test_diagnostics
+from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss, zoom_loss
 from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
@@ -74,6 +76,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def stream_seeds(cfg: RunConfig) -> dict[str, int]:
+    """The seeds of a run's random streams: ``init`` (the global RNGs: initialisation), ``batches``
+    (:class:`BalancedBatches`: draws, CutMix, rotations) and ``reference`` (the deviation loss's
+    N(0, 1) draws).
+
+    ``rng_streams == "legacy"``: ``seed``, ``seed`` and ``seed + 1`` (so seed s + 1's batches replay
+    seed s's reference draws); ``"independent"``: three children of
+    ``numpy.random.SeedSequence(seed)``, unrelated to those of any other seed.
+    """
+    if cfg.rng_streams == "legacy":
+        return {"init": cfg.seed, "batches": cfg.seed, "reference": cfg.seed + 1}
+    kids = np.random.SeedSequence(cfg.seed).spawn(3)
+    return {name: int(k.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+            for name, k in zip(("init", "batches", "reference"), kids)}
 
 
 @dataclass
@@ -144,33 +162,80 @@ class BalancedBatches:
 
     def next(self) -> Batch:
         cfg, gen = self.cfg, self.gen
+        if cfg.batch_mix == "half_normals":
+            return self._next_half_normals()
         n_norm = cfg.batch_size // 2
         n_anom = cfg.batch_size - n_norm
         i_n = torch.randint(0, len(self.normals), (n_norm,), generator=gen)
         i_a = torch.randint(0, len(self.anomalies), (n_anom,), generator=gen)
         dev = self.normals.device
-        xn = self.normals[async_to(i_n, dev)].float().div_(255)
-        xa = self.anomalies[async_to(i_a, dev)].float().div_(255)
+        xn = self._rotated(self.normals[async_to(i_n, dev)].float().div_(255))
+        xa = self._rotated(self.anomalies[async_to(i_a, dev)].float().div_(255))
         yn = torch.zeros(n_norm)
         sn = torch.full((n_norm,), SLOT_NORMAL, dtype=torch.long)
         if cfg.pseudo_anomaly and cfg.pseudo_prob > 0:
             flip = torch.rand(n_norm, generator=gen) < cfg.pseudo_prob
             for j in torch.nonzero(flip).flatten().tolist():
-                source = None
-                if cfg.patch_source == "other":
-                    k = int(torch.randint(0, len(self.normals), (), generator=gen))
-                    source = self.normals[k].float().div(255)
-                xn[j], box = cutmix(xn[j], gen, source, cfg.patch_area, cfg.patch_ratio, cfg.patch_jitter)
-                if box is not None:
+                if self._paste(xn, j):
                     yn[j] = 1.0
                     sn[j] = SLOT_PSEUDO
         y = async_to(torch.cat([yn, torch.ones(n_anom)]), dev)
         slots = async_to(torch.cat([sn, torch.full((n_anom,), SLOT_ANOMALY, dtype=torch.long)]), dev)
-        ref = None
-        if self.n_ref > 0:
-            i_r = torch.randint(0, len(self.normals), (self.n_ref,), generator=gen)
-            ref = self.normals[async_to(i_r, dev)].float().div_(255)
-        return Batch(torch.cat([xn, xa]), y, slots, ref)
+        return Batch(torch.cat([xn, xa]), y, slots, self._reference())
+
+    def _next_half_normals(self) -> Batch:
+        """``batch_mix == "half_normals"``: half the slots normals; each other slot a CutMix
+        pseudo-anomaly (of a drawn normal) with probability ``pseudo_prob``, else a real anomaly."""
+        cfg, gen = self.cfg, self.gen
+        n_norm = cfg.batch_size // 2
+        n_anom = cfg.batch_size - n_norm
+        dev = self.normals.device
+        i_n = torch.randint(0, len(self.normals), (n_norm,), generator=gen)
+        i_a = torch.randint(0, len(self.anomalies), (n_anom,), generator=gen)
+        i_p = torch.randint(0, len(self.normals), (n_anom,), generator=gen)
+        use_pseudo = torch.zeros(n_anom, dtype=torch.bool)
+        if cfg.pseudo_anomaly and cfg.pseudo_prob > 0:
+            use_pseudo = torch.rand(n_anom, generator=gen) < cfg.pseudo_prob
+        xn = self._rotated(self.normals[async_to(i_n, dev)].float().div_(255))
+        xa = self._rotated(torch.where(async_to(use_pseudo, dev)[:, None, None, None],
+                                       self.normals[async_to(i_p, dev)],
+                                       self.anomalies[async_to(i_a, dev)]).float().div_(255))
+        ya = torch.ones(n_anom)
+        sa = torch.full((n_anom,), SLOT_ANOMALY, dtype=torch.long)
+        for j in torch.nonzero(use_pseudo).flatten().tolist():
+            if self._paste(xa, j):
+                sa[j] = SLOT_PSEUDO
+            else:  # nothing pasted: the slot holds a plain normal
+                ya[j] = 0.0
+                sa[j] = SLOT_NORMAL
+        y = async_to(torch.cat([torch.zeros(n_norm), ya]), dev)
+        slots = async_to(torch.cat([torch.full((n_norm,), SLOT_NORMAL, dtype=torch.long), sa]), dev)
+        return Batch(torch.cat([xn, xa]), y, slots, self._reference())
+
+    def _paste(self, x: torch.Tensor, j: int) -> bool:
+        """CutMix into ``x[j]`` in place (:func:`atac.data.pseudo.cutmix`); False when nothing was pasted."""
+        cfg, source = self.cfg, None
+        if cfg.patch_source == "other":
+            k = int(torch.randint(0, len(self.normals), (), generator=self.gen))
+            source = self.normals[k].float().div(255)
+        x[j], box = cutmix(x[j], self.gen, source, cfg.patch_area, cfg.patch_ratio, cfg.patch_jitter)
+        return box is not None
+
+    def _rotated(self, x: torch.Tensor) -> torch.Tensor:
+        """``augment == "rotate"``: each image of (n, 3, S, S) turned by its own angle, uniform in
+        [-180, 180) degrees (bilinear, corners filled with 0), as DevNet's and DRA's training
+        transforms (``RandomRotation(180)``); otherwise ``x`` unchanged (no draw)."""
+        if self.cfg.augment != "rotate":
+            return x
+        angles = (torch.rand(len(x), generator=self.gen) * 360 - 180).tolist()
+        return torch.stack([TF.rotate(img, a, interpolation=TF.InterpolationMode.BILINEAR)
+                            for img, a in zip(x, angles)])
+
+    def _reference(self) -> torch.Tensor | None:
+        if self.n_ref <= 0:
+            return None
+        i_r = torch.randint(0, len(self.normals), (self.n_ref,), generator=self.gen)
+        return self.normals[async_to(i_r, self.normals.device)].float().div_(255)
 
 
 def make_loss(cfg: RunConfig, generator: torch.Generator) -> Callable:
@@ -216,12 +281,15 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     :class:`BalancedBatches` for that many reference normals per batch.
 
     Returns:
-        (mean loss per epoch, training seconds summed over resumptions).
+        (mean loss per epoch, training seconds summed over resumptions, the zoom recipes'
+        ``train_telemetry`` — one dict per epoch, :class:`atac.diagnostics.ZoomTelemetry` — or None).
     Raises:
         ValueError: the folder's checkpoint was written by a different config.
     """
-    gen = torch.Generator().manual_seed(cfg.seed)
-    ref_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    seeds = stream_seeds(cfg)
+    gen = torch.Generator().manual_seed(seeds["batches"])
+    ref_gen = torch.Generator().manual_seed(seeds["reference"])
+    telemetry = ZoomTelemetry(cfg.dev_margin) if model_zooms(model) else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     losses: list[float] = []
@@ -248,6 +316,8 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         ref_gen.set_state(state["ref_generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, losses, seconds = state["epoch"], state["losses"], state["seconds"]
+        if telemetry is not None:
+            telemetry.history = list(state.get("telemetry", []))
     model.to(device, memory_format=torch.channels_last)  # see MEMORY_FORMAT
     if device.type == "cpu":
         keep_freed_memory()  # two graphs at once page-fault under glibc's defaults (atac.memory)
@@ -273,7 +343,9 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
                 else:
                     x, y = batch
                     out = model(x.contiguous(memory_format=torch.channels_last))
-                    loss = loss_fn(out.score.float(), y)
+                    loss = zoom_loss(out.score, out.score_full, out.score_zoom, y, loss_fn, cfg.zoom_loss)
+                    if telemetry is not None:
+                        telemetry.update(out, batch.slots)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -284,14 +356,18 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         losses.append(float(running) / cfg.steps_per_epoch)  # one sync per epoch, for the log
         seconds += time.perf_counter() - t0
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        if telemetry is not None:
+            telemetry.end_epoch(model)
         if ckpt is not None:
             _atomic_torch_save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "generator": gen.get_state(), "ref_generator": ref_gen.get_state(),
                                 "torch_rng": torch.get_rng_state(), "losses": losses,
-                                "seconds": seconds}, ckpt)
+                                "seconds": seconds,
+                                **({"telemetry": telemetry.history} if telemetry is not None else {})},
+                               ckpt)
     bar.close()
-    return losses, seconds
+    return losses, seconds, (telemetry.history if telemetry is not None else None)
 
 
 def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
@@ -445,12 +521,15 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
     data = load_run_data(cfg, progress)
     if get_method(cfg.method).two_stage:
         return _run_two_stage(cfg, data, out, device, commit, progress)
-    seed_everything(cfg.seed)
+    seed_everything(stream_seeds(cfg)["init"])
     model = build_model(cfg)
     if hasattr(model, "set_reference"):  # DRA: its fixed, seeded test reference set of training normals
         model.set_reference(data.train_normal)
-    losses, train_seconds = fit(model, data, cfg, device, out, progress)
+    losses, train_seconds, telemetry = fit(model, data, cfg, device, out, progress)
     metrics, preds = evaluate_run(model, data, cfg, device)
+    if telemetry is not None:
+        metrics["train_telemetry"] = telemetry
+        metrics["zoom_diagnostics"] = zoom_test_diagnostics(model, data, preds, cfg, device)
     record = _record(cfg, data, model, metrics, losses, train_seconds, device, commit)
     if out is not None:
         _write_outputs(out, cfg, data, preds, model, record)
@@ -471,6 +550,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "zoom_rate_anomalous": metrics.get("zoom_rate_anomalous"),
         **({"head_auroc": metrics["head_auroc"]} if "head_auroc" in metrics else {}),
         **({"view_auroc": metrics["view_auroc"]} if "view_auroc" in metrics else {}),
+        **{k: metrics[k] for k in ("zoom_diagnostics", "train_telemetry") if k in metrics},
         "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),
@@ -545,7 +625,7 @@ def _run_two_stage(cfg: RunConfig, data: RunData, out: Path | None, device: torc
     s1_dir = out / STAGE1 if out is not None else None
     if s1_dir is not None:
         s1_dir.mkdir(exist_ok=True)
-    losses1, seconds1 = fit(stage1, data, cfg, device, s1_dir, progress)
+    losses1, seconds1, _ = fit(stage1, data, cfg, device, s1_dir, progress)
 
     t0 = time.perf_counter()
     n = len(data.train_normal)
@@ -559,7 +639,7 @@ def _run_two_stage(cfg: RunConfig, data: RunData, out: Path | None, device: torc
     cfg2 = dataclasses.replace(cfg, seed=stage2_seed(cfg.seed))
     seed_everything(cfg2.seed)
     stage2 = build_model(cfg2)
-    losses2, seconds2 = fit(stage2, data2, cfg2, device, out, progress)
+    losses2, seconds2, _ = fit(stage2, data2, cfg2, device, out, progress)
 
     model = GradCAMZoomNet(stage1, stage2, cfg.crop_threshold, cfg.crop_full_fraction)
     metrics, preds = evaluate_run(model, data, cfg, device)

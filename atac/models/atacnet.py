@@ -68,7 +68,8 @@ class SelfAttention(nn.Module):
         out = torch.bmm(v, attn.transpose(1, 2)).view(B, C, h, w)      # (B, C, h, w)
         return x + self.gamma * out
 
-    def project(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def project(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                with_share: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """A 1×1 linear projection of the block's output, ``weight @ forward(x) + bias``, computed
         without forming the C-channel output.
 
@@ -81,8 +82,10 @@ class SelfAttention(nn.Module):
 
         Args:
             x: (B, C, h, w) features; weight: (K, C); bias: (K,) or None.
+            with_share: also return σ's share of each map, mean |γ·(W·V)(x)Aᵀ| / (that + mean
+                |W·x + b|) over the batch, (K,), without gradient (a zoom diagnostic).
         Returns:
-            (B, K, h, w).
+            (B, K, h, w), and the (K,) shares with ``with_share``.
         """
         B, C, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)                   # (B, N, C')
@@ -92,7 +95,13 @@ class SelfAttention(nn.Module):
         bv = weight @ self.value.bias if self.value.bias is not None else None  # (K,)
         v = F.conv2d(x, wv[:, :, None, None], bv).flatten(2)           # (B, K, N)
         out = torch.bmm(v, attn.transpose(1, 2)).view(B, -1, h, w)     # (B, K, h, w)
-        return F.conv2d(x, weight[:, :, None, None], bias) + self.gamma * out
+        residual, attended = F.conv2d(x, weight[:, :, None, None], bias), self.gamma * out
+        if with_share:
+            with torch.no_grad():  # σ's share of each of the K maps, over the batch: (K,)
+                a = attended.abs().mean(dim=(0, 2, 3))
+                share = a / (a + residual.abs().mean(dim=(0, 2, 3))).clamp(min=1e-12)
+            return residual + attended, share
+        return residual + attended
 
 
 def topk_score(score_map: torch.Tensor, ratio: float = 0.1, absolute: bool = True) -> torch.Tensor:
@@ -120,7 +129,9 @@ class Output:
     scores of the image and of its zoomed crop (score_zoom is None without zoom); score_map:
     (B, 1, h, w) of the full image; attention: (B, h, w) channel-wise mean of σ's output (of the
     backbone features when there is no σ); boxes: (B, 4) crop boxes ``(x0, y0, x1, y1)`` in
-    pixels, or None; zoom: bool (B,) or None.
+    pixels, or None; zoom: bool (B,) or None; sigma_share: (2,) σ's share of the score map and
+    of the attention (crop) map over the batch's full-image pass (:meth:`SelfAttention.project`),
+    or None without σ.
     """
 
     score: torch.Tensor
@@ -130,6 +141,7 @@ class Output:
     attention: torch.Tensor
     boxes: torch.Tensor | None = None
     zoom: torch.Tensor | None = None
+    sigma_share: torch.Tensor | None = None
 
 
 class ATACNet(nn.Module):
@@ -138,6 +150,13 @@ class ATACNet(nn.Module):
     Input: (B, 3, H, W) images in [0, 1] (normalised inside). ``recipe.attention`` adds σ,
     ``recipe.zoom`` adds the second pass on the attention crop (Algorithm 1),
     ``recipe.head == "classifier"`` adds a linear classification head on the pooled map.
+    ``cfg.batchnorm == "frozen"`` keeps the backbone's BatchNorm layers in eval mode (running
+    statistics, never updated) while the rest trains.
+
+    Where the crop pass is a function of each image alone — in eval mode, or in training with
+    frozen BatchNorm — it runs on the zoomed images only, and an image without zoom reuses its
+    first pass's score (the crop would be the image itself); with train-mode BatchNorm every image
+    goes through the crop pass, whose batch statistics depend on the whole crop batch.
     """
 
     def __init__(self, cfg: RunConfig, recipe: Recipe | None = None):
@@ -146,6 +165,7 @@ class ATACNet(nn.Module):
         self.topk_ratio = cfg.topk_ratio
         self.crop_threshold = cfg.crop_threshold
         self.crop_full_fraction = cfg.crop_full_fraction
+        self.bn_frozen = cfg.batchnorm == "frozen"
         mean, std = NORMALIZATIONS[cfg.normalization]
         self.normalize = Normalize(mean, std)
         bb = build_backbone(cfg.backbone, cfg.weights)
@@ -160,8 +180,18 @@ class ATACNet(nn.Module):
         if self.classifier is not None:
             nn.init.ones_(self.classifier.weight)
 
-    def score_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One pass: (score (B,), score map (B, 1, h, w), attention (B, h, w))."""
+    def train(self, mode: bool = True) -> "ATACNet":
+        super().train(mode)
+        if self.bn_frozen:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def score_pass(self, x: torch.Tensor, with_share: bool = False):
+        """One pass: (score (B,), score map (B, 1, h, w), attention (B, h, w)); with ``with_share``
+        also σ's (2,) share of the score and attention maps (None without σ)."""
+        share = None
         feats = self.backbone(self.normalize(x))                        # (B, C, h, w)
         # the small layers after the backbone run in float32 even under autocast (atac.precision):
         # scores, maps and crop boxes keep full precision (bf16 would tie scores that AUROC ranks)
@@ -174,7 +204,9 @@ class ATACNet(nn.Module):
                 weight = torch.cat([self.mapping.weight.flatten(1),
                                     torch.full((1, C), 1.0 / C, device=feats.device)])  # (2, C)
                 bias = torch.cat([self.mapping.bias, torch.zeros(1, device=feats.device)])
-                both = self.attention.project(feats, weight, bias)      # (B, 2, h, w)
+                both = self.attention.project(feats, weight, bias, with_share)  # (B, 2, h, w)
+                if with_share:
+                    both, share = both
                 smap, attn = both[:, :1], both[:, 1]                    # (B, 1, h, w), (B, h, w)
             else:
                 attn = feats.mean(dim=1)                                # (B, h, w)
@@ -184,17 +216,39 @@ class ATACNet(nn.Module):
             else:
                 pooled = topk_score(smap, self.topk_ratio, absolute=False)
                 score = self.classifier(pooled[:, None])[:, 0]
+        if with_share:
+            return score, smap, attn, share
         return score, smap, attn
 
     def forward(self, x: torch.Tensor) -> Output:
-        score, smap, attn = self.score_pass(x)
+        first = self.score_pass(x, with_share=self.training)
+        score, smap, attn = first[:3]
+        share = first[3] if self.training else None
         if not self.recipe.zoom:
-            return Output(score, score, None, smap, attn)
+            return Output(score, score, None, smap, attn, sigma_share=share)
         boxes, zoom = attention_boxes(attn.detach(), x.shape[-2:], self.crop_threshold,
                                       self.crop_full_fraction)
-        crops = crop_and_resize(x, boxes, zoom).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
-        score_zoom, _, _ = self.score_pass(crops)
-        return Output((score + score_zoom) / 2, score, score_zoom, smap, attn, boxes, zoom)
+        if self.training and not self.bn_frozen:  # batch statistics of the whole crop batch
+            crops = crop_and_resize(x, boxes, zoom).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+            score_zoom = self.score_pass(crops)[0]
+        else:  # each image's crop pass depends on it alone: score the zoomed ones only
+            score_zoom = self.zoomed_scores(x, score, boxes, zoom)
+        return Output((score + score_zoom) / 2, score, score_zoom, smap, attn, boxes, zoom, share)
+
+    def zoomed_scores(self, x: torch.Tensor, score: torch.Tensor, boxes: torch.Tensor,
+                      zoom: torch.Tensor) -> torch.Tensor:
+        """The crop pass's scores (B,): ``score`` where there is no zoom, and the score of the crop
+        where there is, the zoomed images gathered into one smaller batch (one host-device
+        synchronisation on CUDA, for their count).
+
+        Args:
+            x: (B, 3, H, W) images; score: (B,) their first-pass scores; boxes: (B, 4); zoom: bool (B,).
+        """
+        idx = zoom.nonzero().flatten()                                  # (Z,)
+        if len(idx) == 0:
+            return score
+        crops = crop_and_resize(x[idx], boxes[idx]).contiguous(memory_format=torch.channels_last)  # (Z, 3, H, W)
+        return score.index_put((idx,), self.score_pass(crops)[0].to(score.dtype))
 
 
 def build_model(cfg: RunConfig) -> ATACNet:
