@@ -326,6 +326,41 @@ def cmd_table(args) -> int:
         raise
 
 
+def cmd_compare(args) -> int:
+    if not args.list_arms and not args.baseline:
+        raise ValueError("--baseline ARM is required (see --list-arms for the arms)")
+    from .frame import load_frame
+    from .stats import format_comparison, paired_comparison
+
+    for name in args.results:
+        if not Path(name).is_file():
+            raise ValueError(f"--results {name}: no such file (a .jsonl written by atac sweep)")
+    frame = load_frame(args.results)
+    if args.list_arms:
+        counts = frame.groupby("arm").size()
+        print("\n".join(f"{n:4d} runs  {arm}" for arm, n in counts.items()) + "\n", end="")
+        return 0
+    tables = [paired_comparison(frame, b, arms=args.arm or None, metric=args.metric,
+                                n_resamples=args.resamples) for b in args.baseline]
+    import pandas as pd
+
+    table = pd.concat(tables, ignore_index=True)
+    if table.empty:
+        raise ValueError("no arm shares a class and seed with the baseline")
+    if args.format == "csv":
+        text = table.to_csv(index=False, float_format="%.6g")
+    else:
+        text = (f"Paired {args.metric} differences (arm − baseline; same class and seed = same split), "
+                f"mean [95% bootstrap interval], pairs with arm > baseline, verdict from the interval:\n\n"
+                + format_comparison(table).to_markdown(index=False) + "\n")
+    if args.out:
+        from .results import atomic_write_text
+        atomic_write_text(args.out, text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _render_table(args, records: list[dict]) -> int:
     from .results import atomic_write_text
     from . import tables
@@ -484,6 +519,25 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", help="write the table to this file instead of printing it")
     tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
     tb.set_defaults(func=cmd_table)
+
+    cp = sub.add_parser("compare", help="paired differences of arms against a baseline, with 95% intervals",
+                        description="For every arm (a run identity minus the seed and the class) against "
+                                    "each --baseline arm, per class and pooled over classes: the mean paired "
+                                    "difference (same class and seed = same split), its 95%% BCa bootstrap "
+                                    "interval (pooled: seeds resampled within each class), the number of "
+                                    "positive pairs and a verdict read from the interval (above / below / "
+                                    "not distinguishable). `--list-arms` names the arms.")
+    cp.add_argument("--results", required=True, action="append", metavar="FILE",
+                    help="a .jsonl results file; repeat it to read several together")
+    cp.add_argument("--baseline", action="append", metavar="ARM",
+                    help="the arm to compare against, by label (e.g. deviation = literal step III); repeatable")
+    cp.add_argument("--arm", action="append", metavar="ARM", help="compare only these arms (repeatable)")
+    cp.add_argument("--metric", default="image_auroc", choices=["image_auroc", "image_auprc", "pixel_auroc"])
+    cp.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    cp.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    cp.add_argument("--out", help="write the table to this file instead of printing it")
+    cp.add_argument("--list-arms", action="store_true", help="list the arms and their run counts, compare nothing")
+    cp.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("reproduce", help="train a recorded run again and compare its AUROC",
                         description="Take one record of a results file (by its run id, see `atac sweep "

@@ -107,12 +107,32 @@ def _check(records: list[dict], metric: str) -> None:
             raise ValueError(f"record {i} ({what}) lacks required key(s): {', '.join(missing)}")
 
 
+# fields the budget label (or a key of its own) already names: left out of the variant label
+_NAMED = ("backbone", "preset", "epochs", "steps_per_epoch", "batch_size", "image_size")
+
+
+def setups(records: list[dict]) -> list[str]:
+    """Each record's setup label: :func:`budget`, then (after ``"; "``) the config fields in which runs
+    of its method differ among ``records`` (:func:`atac.frame.arm_labels`, e.g. ``lr=0.001``), so
+    that runs whose configs differ in anything but the seed and the class are never pooled."""
+    from .frame import arm_labels
+
+    labels = arm_labels([r.get("config") or {} for r in records], ignore=_NAMED)
+    out = []
+    for r, label in zip(records, labels):
+        variant = label.partition(" ")[2]
+        out.append(f"{budget(r)}; {variant}" if variant else budget(r))
+    return out
+
+
 def _group(records: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
-    """Records grouped by ``keys`` (``budget`` is derived from the config); a seed that appears twice
-    in one group is an error (a rerun appended to a sweep file would otherwise count twice)."""
+    """Records grouped by ``keys`` (``budget`` is the setup label of :func:`setups`, derived from the
+    config); a seed that appears twice in one group is an error (a rerun appended to a sweep file
+    would otherwise count twice)."""
     groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        key = tuple(budget(r) if k == "budget" else r.get(k) for k in keys)
+    setup = setups(records) if "budget" in keys else [None] * len(records)
+    for r, label in zip(records, setup):
+        key = tuple(label if k == "budget" else r.get(k) for k in keys)
         groups.setdefault(key, []).append(r)
     for key, recs in groups.items():
         seeds = [r["seed"] for r in recs]
@@ -1087,11 +1107,12 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
         ValueError: a ``view_auroc`` lacks ``full`` or ``zoom`` or holds a non-finite value.
     """
     groups: dict[tuple, dict] = {}
+    setup = setups(records) if records else []
     for i, r in enumerate(records):
         if r.get("method") not in methods:
             continue
         key = (r.get("dataset"), r.get("category"), r.get("setting"), r.get("shots"), r.get("method"),
-               r.get("backbone"), budget(r))
+               r.get("backbone"), setup[i])
         g = groups.setdefault(key, {"full": [], "zoom": [], "final": [], "n_without": 0})
         v = r.get("view_auroc")
         if v is None:

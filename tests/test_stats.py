@@ -1,0 +1,109 @@
+"""Arms, the tidy frame and paired statistics, on records built here whose answers are known."""
+
+import numpy as np
+import pytest
+
+from atac import tables
+from atac.cli import main
+from atac.config import RunConfig, preset
+from atac.frame import arm_labels, records_frame
+from atac.results import write_records
+from atac.stats import bootstrap_interval, paired_comparison, paired_differences, verdict
+
+
+def _record(method="deviation", category="grid", seed=0, auroc=0.9, split="s", **fields):
+    cfg = RunConfig.from_dict({**preset("cpu").to_dict(), "method": method, "dataset": "mvtec_ad",
+                               "category": category, "seed": seed, "backbone": "mobilenet_v2", **fields})
+    return {"method": method, "backbone": "mobilenet_v2", "dataset": "mvtec_ad", "category": category,
+            "setting": "general", "known_type": None, "shots": 10, "seed": seed, "image_auroc": auroc,
+            "image_auprc": auroc, "pixel_auroc": None, "config": cfg.to_dict(),
+            "split": {"setting": "general", "shots": 10, "seed": seed,
+                      "train_normal": [f"{category}/{split}{seed}"], "train_anomalous": [], "test": []}}
+
+
+def test_arm_labels_name_what_differs_within_a_method():
+    configs = [_record()["config"], _record(batchnorm="frozen")["config"], _record("atac")["config"],
+               _record("atac", zoom_loss="per_view", batchnorm="frozen")["config"],
+               _record("atac", seed=3, category="metal_nut")["config"]]
+    assert arm_labels(configs) == ["deviation", "deviation batchnorm=frozen", "atac",
+                                   "atac batchnorm=frozen zoom_loss=per_view", "atac"]
+
+
+def _study(diffs_by_class, base=0.8):
+    recs = []
+    for cat, diffs in diffs_by_class.items():
+        for seed, d in enumerate(diffs):
+            recs.append(_record("deviation", cat, seed, base))
+            recs.append(_record("atac", cat, seed, base + d))
+    return records_frame(recs)
+
+
+def test_a_constant_gain_is_above_with_a_degenerate_interval():
+    table = paired_comparison(_study({"grid": [0.05] * 4}), "deviation")
+    row = table.iloc[0]
+    assert (row["arm"], row["class"], row["n"], row["n_positive"]) == ("atac", "grid 10-shot", 4, 4)
+    assert row["mean_diff"] == pytest.approx(0.05)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.05, 0.05)) and row["verdict"] == "above"
+
+
+def test_intervals_on_known_answers():
+    up = paired_comparison(_study({"grid": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}), "deviation").iloc[0]
+    assert up["mean_diff"] == pytest.approx(0.035) and 0.01 <= up["ci_low"] < 0.035 < up["ci_high"] <= 0.06
+    assert up["verdict"] == "above"
+    flat = paired_comparison(_study({"grid": [-0.02, -0.01, 0.0, 0.01, 0.02]}), "deviation").iloc[0]
+    assert flat["mean_diff"] == pytest.approx(0.0) and flat["verdict"] == "not distinguishable"
+    down = paired_comparison(_study({"grid": [-0.06, -0.05, -0.04, -0.03]}), "deviation").iloc[0]
+    assert down["verdict"] == "below"
+    # a large normal sample: BCa's interval is close to mean +- 1.96 sd / sqrt(n)
+    x = np.random.default_rng(0).normal(0.1, 0.05, 400)
+    lo, hi = bootstrap_interval([x])
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert lo == pytest.approx(x.mean() - half, abs=0.15 * half) and hi == pytest.approx(x.mean() + half, abs=0.15 * half)
+    assert verdict(float("nan"), float("nan")) == "too few pairs"
+
+
+def test_pooled_resamples_within_each_class():
+    table = paired_comparison(_study({"grid": [0.10, 0.10, 0.10], "metal_nut": [-0.02, 0.0, 0.02]}), "deviation")
+    pooled = table[table["class"] == "pooled"].iloc[0]
+    assert pooled["n"] == 6 and pooled["mean_diff"] == pytest.approx(0.05) and pooled["n_positive"] == 4
+    # grid has no spread: the pooled mean moves only with metal_nut's resamples, (0.30 + sum) / 6
+    assert pooled["ci_low"] >= (0.30 - 0.06) / 6 - 1e-9 and pooled["ci_high"] <= (0.30 + 0.06) / 6 + 1e-9
+    assert pooled["verdict"] == "above"
+
+
+def test_pairs_need_one_split_one_run_and_a_known_arm():
+    recs = [_record("deviation", seed=0), _record("atac", seed=0, split="other")]
+    with pytest.raises(ValueError, match="split"):
+        paired_differences(records_frame(recs), "atac", "deviation")
+    with pytest.raises(ValueError, match="arms: atac, deviation"):
+        paired_differences(records_frame(recs), "dra", "deviation")
+    twice = records_frame([_record(seed=0), _record(seed=0), _record("atac", seed=0)])
+    with pytest.raises(ValueError, match="several runs"):
+        paired_differences(twice, "atac", "deviation")
+
+
+def test_atac_compare_prints_each_arm_per_class_and_pooled(tmp_path, capsys):
+    recs = [r for cat in ("grid", "metal_nut") for s in range(3)
+            for r in (_record("deviation", cat, s, 0.8), _record("atac", cat, s, 0.7 + 0.01 * s),
+                      _record("atac", cat, s, 0.85, zoom_loss="per_view"))]
+    path = tmp_path / "r.jsonl"
+    write_records(path, recs)
+    assert main(["compare", "--results", str(path), "--baseline", "deviation", "--baseline", "atac"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("| atac zoom_loss=per_view")]
+    assert len(lines) == 6                                  # 2 classes + pooled, against 2 baselines
+    assert any("+0.050 [+0.050, +0.050]" in ln and "above" in ln for ln in lines)
+    assert any("| atac " in ln and "below" in ln for ln in out.splitlines())
+    assert main(["compare", "--results", str(path), "--baseline", "nothing"]) == 2
+    assert "arms: atac, atac zoom_loss=per_view, deviation" in capsys.readouterr().err
+
+
+def test_tables_never_pool_runs_whose_configs_differ_beyond_the_seed():
+    recs = [_record(seed=s, auroc=0.9) for s in range(3)] + [_record(seed=s, auroc=0.5, lr=1e-3) for s in range(3)]
+    rows = tables.table1_rows(recs)
+    assert len(rows) == 2
+    by = {r["budget"]: r for r in rows}
+    assert by["cpu: 15 epochs × 20 steps, batch 16, 224 px"]["mean"] == pytest.approx(0.9)
+    assert by["cpu: 15 epochs × 20 steps, batch 16, 224 px; lr=0.001"]["mean"] == pytest.approx(0.5)
+    same = tables.table1_rows([_record(seed=s) for s in range(3)])
+    assert [r["budget"] for r in same] == ["cpu: 15 epochs × 20 steps, batch 16, 224 px"]   # no variant named
