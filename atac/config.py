@@ -32,6 +32,18 @@ SETTINGS = ("general", "hard")
 # record therefore means its default.
 READING_FIELDS = {"zoom_loss": "mean", "batchnorm": "train", "augment": "none",
                   "batch_mix": "half_anomalies", "rng_streams": "legacy"}
+READING_HELP = {
+    "zoom_loss": "the loss of a zoom recipe: on the mean of the two scores (Algorithm 2, literal), on each "
+                 "view (per_view), or on the full view plus the mean (full_plus_mean)",
+    "batchnorm": "BatchNorm in training: train mode in every pass (literal; two batch statistics per step "
+                 "in a zoom recipe) or frozen (the backbone's running statistics, as at test time)",
+    "batch_mix": "what a batch holds: half real anomalies and half normals, of which pseudo_prob become "
+                 "pseudo-anomalies (literal), or half normals (half_normals, as DevNet's batches)",
+    "augment": "training augmentation: none (literal) or rotate (a random angle in [-180, 180) degrees, "
+               "as DevNet's and DRA's code)",
+    "rng_streams": "random streams of a seed: legacy (batches from seed, loss reference from seed + 1, so "
+                   "seeds s and s + 1 share a stream) or independent (numpy SeedSequence(seed))",
+}
 BATCHNORMS = ("train", "frozen")
 AUGMENTS = ("none", "rotate")
 BATCH_MIXES = ("half_anomalies", "half_normals")

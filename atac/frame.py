@@ -117,3 +117,55 @@ def load_frame(paths) -> pd.DataFrame:
     frame = records_frame(records)
     frame["source"] = sources
     return frame
+
+
+def telemetry_frame(records: list[dict]) -> pd.DataFrame:
+    """The zoom runs' training telemetry in long form: one row per (run, epoch, slot) with ``arm``,
+    the class fields, ``seed``, ``epoch``, ``slot`` (normal / pseudo / anomalous), ``zoom_rate``,
+    ``score_full``, ``score_crop``, and the per-epoch ``gamma``, ``sigma_share_score_map``,
+    ``sigma_share_crop_map``, ``margin_met_full_anomalous``.
+
+    Args:
+        records: ``metrics.json`` dicts; runs without ``train_telemetry`` are left out. Arm labels
+            are those of :func:`arm_labels` over all the records given.
+    """
+    recs = list(records)
+    labels = arm_labels([r.get("config") or {} for r in recs]) if recs else []
+    rows = []
+    for r, arm in zip(recs, labels):
+        for e in r.get("train_telemetry") or []:
+            for slot in ("normal", "pseudo", "anomalous"):
+                rows.append({"arm": arm, **{k: r.get(k) for k in (*CLASS_FIELDS, "seed")},
+                             "epoch": e["epoch"], "slot": slot, "zoom_rate": e.get(f"zoom_rate_{slot}"),
+                             "score_full": e.get(f"score_full_{slot}"), "score_crop": e.get(f"score_crop_{slot}"),
+                             **{k: e.get(k) for k in ("gamma", "sigma_share_score_map", "sigma_share_crop_map",
+                                                      "margin_met_full_anomalous")}})
+    return pd.DataFrame(rows)
+
+
+DIAGNOSTIC_COLUMNS = ("auroc_zoomed_anomalies", "auroc_unzoomed_anomalies", "box_coverage.mean",
+                      "box_coverage.share_below_half", "forced_zoom.auroc_crop_vs_full",
+                      "forced_zoom.image_auroc_if_normals_zoomed", "batchnorm.image_auroc_bn_reestimated",
+                      "batchnorm.spearman_vs_recorded")
+
+
+def diagnostics_frame(records: list[dict]) -> pd.DataFrame:
+    """The zoom runs' test diagnostics, one row per run (``zoom_diagnostics`` flattened with dots:
+    ``box_coverage.mean``, ``forced_zoom.auroc_crop_vs_full``, ``batchnorm.spearman_vs_recorded``, ...)
+    beside ``arm``, the class fields, ``seed``, ``image_auroc``, ``zoom_rate_normal`` and
+    ``zoom_rate_anomalous``; runs without diagnostics are left out."""
+    labels = arm_labels([r.get("config") or {} for r in records]) if records else []
+    rows = []
+    for r, arm in zip(records, labels):
+        diag = r.get("zoom_diagnostics")
+        if not diag:
+            continue
+        flat = {k: v for k, v in pd.json_normalize(diag).iloc[0].to_dict().items()
+                if not isinstance(v, dict) and not (k in ("forced_zoom", "batchnorm") and v is None)}
+        rows.append({"arm": arm, **{k: r.get(k) for k in (*CLASS_FIELDS, "seed", "image_auroc",
+                                                          "zoom_rate_normal", "zoom_rate_anomalous")}, **flat})
+    out = pd.DataFrame(rows)
+    for col in DIAGNOSTIC_COLUMNS:   # a probe that could not run (no zoomed anomaly) is NaN
+        if col not in out:
+            out[col] = float("nan")
+    return out

@@ -151,3 +151,44 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
                          "difference": [cell(r) for r in table.itertuples()],
                          "positive": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n"])],
                          "verdict": table["verdict"]})
+
+
+def contrast(frame: pd.DataFrame, terms: dict[str, float], metric: str = "image_auroc") -> pd.DataFrame:
+    """A linear contrast of arms, per (class, seed) where every arm of ``terms`` has a run:
+    ``value = sum(coef * metric of that arm)`` — e.g. ``{"atac": 1, "deviation": -1}`` is the paired
+    difference, ``{D: 1, F: -1, B: -1, A: 1}`` a difference of differences. Returns the class fields,
+    ``seed``, ``class`` and ``diff`` (the contrast), sorted by class and seed.
+
+    Raises:
+        ValueError: an arm is not in the frame, or the runs of one (class, seed) differ in their split.
+    """
+    arms = sorted(frame["arm"].unique())
+    missing = [a for a in terms if a not in arms]
+    if missing:
+        raise ValueError(f"arm {missing[0]!r} is not in the results; arms: {', '.join(arms)}")
+    keys = [*CLASS_FIELDS, "seed"]
+    sub = frame[frame["arm"].isin(list(terms))].copy()
+    sub[keys] = sub[keys].astype(object).where(sub[keys].notna(), "")
+    splits = sub.groupby(keys)["split_id"].nunique(dropna=True)
+    if (splits > 1).any():
+        k = dict(zip(keys, splits[splits > 1].index[0]))
+        raise ValueError(f"the runs of {k['category']}, seed {k['seed']} differ in their split: not paired")
+    wide = sub.pivot_table(index=keys, columns="arm", values=metric, aggfunc="mean").dropna()
+    diff = sum(coef * wide[a].astype(float) for a, coef in terms.items())
+    out = diff.rename("diff").reset_index()
+    out["class"] = [_class_label(r) for _, r in out.iterrows()]
+    return out.sort_values(["class", "seed"]).reset_index(drop=True)
+
+
+def summarize_contrast(values: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 10_000,
+                       seed: int = 0) -> dict:
+    """Pooled summary of :func:`contrast` values: ``n``, ``mean``, ``ci_low``, ``ci_high``
+    (seeds resampled within each class), ``n_positive`` and ``verdict``."""
+    samples = [g["diff"].to_numpy(dtype=float) for _, g in values.groupby("class")]
+    if not samples:
+        return {"n": 0, "mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                "n_positive": 0, "verdict": "too few pairs"}
+    d = np.concatenate(samples)
+    lo, hi = bootstrap_interval(samples, confidence, n_resamples, seed)
+    return {"n": len(d), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi,
+            "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi)}

@@ -58,6 +58,7 @@ CHAPTERS = [
     "ladder/step4_gradcam_zoom",
     "ladder/step5_atac",
     "table1",
+    "zoom_study",
     "generalisation",
     "errata",
     "run_it_yourself",

@@ -41,9 +41,10 @@ EXPECTED = {
     "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
                         "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
                         "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences"), None),
+    "zoom_study": (("status", "verdicts", "n_comparisons"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
-READS_RESULTS = {"table1", "generalisation"}
+READS_RESULTS = {"table1", "generalisation", "zoom_study"}
 # the introduction, the method's companion chapters and the reproduction part: each is executed by
 # test_companion_chapter_executes_with_ci_parameters and its glued values checked by CHECKS below
 COMPANION = {
@@ -604,3 +605,59 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
         assert glued["demo_category"] == "'my_parts'" and "metrics.json" in glued["outputs"]
         assert (tmp_path / "run" / "own-data" / "mvtec_ad" / "my_parts" / "train" / "good").is_dir()
         assert unit("image_auroc")
+
+
+def _study_records(synth_root) -> list[dict]:
+    """Records of three study arms (A, B, C of paper_runs/zoom-study-cpu.yaml) on two synthetic
+    categories and two seeds, made from one smoke ATAC-Net run and one smoke DevNet run (their
+    telemetry and diagnostics are real; the AUROCs are set here)."""
+    import dataclasses
+
+    from atac.config import preset
+    from atac.train import run
+
+    cfg = dataclasses.replace(preset("smoke"), method="atac", data_root=str(synth_root), crop_threshold=0.9,
+                              rng_streams="independent")
+    atac_rec = run(cfg, None, progress=False).metrics
+    dev_rec = run(dataclasses.replace(cfg, method="deviation"), None, progress=False).metrics
+    recs = []
+    for cat in ("weave", "dots"):
+        for seed in (0, 1):
+            for base, arm_cfg, auroc in ((dev_rec, {}, 0.9), (atac_rec, {}, 0.8),
+                                         (atac_rec, {"zoom_loss": "per_view"}, 0.95)):
+                c = {**base["config"], **arm_cfg, "category": cat, "seed": seed}
+                split = {**base["split"], "seed": seed, "train_normal": [f"{cat}/{seed}"]}
+                recs.append({**base, "category": cat, "seed": seed, "image_auroc": auroc + 0.01 * seed,
+                             "config": c, "split": split})
+    return recs
+
+
+@pytest.mark.slow
+def test_zoom_study_chapter_without_results_says_so(tmp_path):
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "zoom_study")
+    params.update(results=str(tmp_path / "none.jsonl"), profile="test", resamples=200)
+    glued = _check_glue("zoom_study", _execute("zoom_study", params, tmp_path))
+    assert "0 of the 144 registered runs" in glued["status"] and "No runs yet" in glued["verdicts"]
+
+
+@pytest.mark.slow
+def test_zoom_study_chapter_states_the_verdicts_from_the_results(tmp_path, synth_root):
+    from atac.results import write_records
+
+    results = tmp_path / "study.jsonl"
+    write_records(results, _study_records(synth_root))
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "zoom_study")
+    params.update(results=str(results), profile="test", resamples=500)
+    nb = _execute("zoom_study", params, tmp_path)
+    glued = _check_glue("zoom_study", nb)
+    assert "interim" in glued["status"] and "12 of the 144" in glued["status"]
+    v = glued["verdicts"]
+    assert "**H1**, C − B: per-view loss against literal ATAC-Net: +0.150 [+0.150, +0.150] over 4 pairs" in v
+    assert "above: as predicted" in v
+    assert "**H3**, B − A: literal ATAC-Net against step III: -0.100" in v and "opposite to the prediction" in v
+    assert "**H2**, D − B" in v and "no pairs yet" in v
+    assert "**H5**" in v
+    assert "recovered by C − A" in v
+    assert len([o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]) >= 3

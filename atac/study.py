@@ -1,0 +1,89 @@
+"""The pre-registered zoom study (``paper_runs/zoom-study-cpu.yaml``): its arms and hypotheses as
+code, read from its results with the paired statistics of :mod:`atac.stats`.
+
+The sweep file's header is the registration (hypotheses H1–H5, arms A–H, seeds, decision rule);
+this module only names the same arms by their labels (:func:`atac.frame.arm_labels`) and computes
+the comparisons the header names, so that a chapter's sentences come from the results.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .stats import contrast, summarize_contrast
+
+ARMS = {
+    "A": "deviation",
+    "B": "atac",
+    "C": "atac zoom_loss=per_view",
+    "D": "atac batchnorm=frozen",
+    "E": "atac batchnorm=frozen zoom_loss=per_view",
+    "F": "deviation batchnorm=frozen",
+    "G": "deviation augment=rotate batch_mix=half_normals",
+    "H": "atac augment=rotate batch_mix=half_normals",
+}
+CLASSES = 3
+SEEDS = 6
+SIGMA_SHARE_BOUND = 0.05
+
+# (hypothesis, what is compared, the contrast as {arm letter: coefficient}, the predicted sign)
+COMPARISONS = (
+    ("H1", "C − B: per-view loss against literal ATAC-Net", {"C": 1, "B": -1}, +1),
+    ("H2", "D − B: frozen BatchNorm against literal ATAC-Net", {"D": 1, "B": -1}, +1),
+    ("H2", "(D − F) − (B − A): the zoom's effect under frozen against train-mode BatchNorm",
+     {"D": 1, "F": -1, "B": -1, "A": 1}, +1),
+    ("H3", "B − A: literal ATAC-Net against step III", {"B": 1, "A": -1}, +1),
+    ("H3", "C − A: per-view loss against step III", {"C": 1, "A": -1}, +1),
+    ("H3", "D − A: frozen BatchNorm against step III", {"D": 1, "A": -1}, +1),
+    ("H3", "E − A: per-view loss and frozen BatchNorm against step III", {"E": 1, "A": -1}, +1),
+    ("H4", "H − A: ATAC-Net with the lineage's rotation and batch mix against step III",
+     {"H": 1, "A": -1}, +1),
+    ("H4", "(H − G) − (B − A): the zoom's effect with against without the lineage's rotation and batch mix",
+     {"H": 1, "G": -1, "B": -1, "A": 1}, +1),
+)
+
+
+def _reading(verdict: str, sign: int) -> str:
+    if verdict == "too few pairs":
+        return "not yet measured"
+    if verdict == "not distinguishable":
+        return "not shown (interval includes 0)"
+    return "as predicted" if (verdict == "above") == (sign > 0) else "opposite to the prediction"
+
+
+def comparisons(frame: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+    """Every pre-registered comparison, pooled over the classes: ``hypothesis``, ``comparison``,
+    ``n`` (pairs), ``mean``, ``ci_low``, ``ci_high``, ``n_positive``, ``verdict`` and ``reading``
+    (against the predicted sign). A comparison whose arms have no run yet has n = 0."""
+    present = set(frame["arm"]) if len(frame) else set()
+    rows = []
+    for hyp, what, terms, sign in COMPARISONS:
+        labels = {ARMS[k]: c for k, c in terms.items()}
+        if set(labels) <= present:
+            s = summarize_contrast(contrast(frame, labels, metric))
+        else:
+            s = summarize_contrast(pd.DataFrame({"class": [], "diff": []}))
+        rows.append({"hypothesis": hyp, "comparison": what, **s, "reading": _reading(s["verdict"], sign)})
+    return pd.DataFrame(rows)
+
+
+def completeness(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs recorded per arm against the registered ``CLASSES × SEEDS``: ``arm`` (letter), ``label``,
+    ``runs``, ``planned``."""
+    counts = frame.groupby("arm").size() if len(frame) else pd.Series(dtype=int)
+    return pd.DataFrame([{"arm": k, "label": v, "runs": int(counts.get(v, 0)), "planned": CLASSES * SEEDS}
+                         for k, v in ARMS.items()])
+
+
+def sigma_share(telemetry: pd.DataFrame) -> dict:
+    """H5 from :func:`atac.frame.telemetry_frame`: σ's share of the crop map at the last epoch of each
+    literal ATAC-Net run (arm B): ``n`` runs, ``max``, ``median`` and ``reading`` (all under
+    :data:`SIGMA_SHARE_BOUND`: as predicted)."""
+    t = telemetry[telemetry["arm"] == ARMS["B"]] if len(telemetry) else telemetry
+    if not len(t):
+        return {"n": 0, "max": None, "median": None, "reading": "not yet measured"}
+    last = t[t["epoch"] == t.groupby(["category", "seed"])["epoch"].transform("max")]
+    per_run = last.groupby(["category", "seed"])["sigma_share_crop_map"].first().astype(float)
+    ok = bool((per_run < SIGMA_SHARE_BOUND).all())
+    return {"n": len(per_run), "max": float(per_run.max()), "median": float(per_run.median()),
+            "reading": "as predicted" if ok else "opposite to the prediction"}
