@@ -436,7 +436,7 @@ def ladder_pairs(rows: list[dict], shots: int = 10,
                    "missing": [m for m in (better, worse) if m not in by],
                    "mean_better": None, "mean_worse": None, "n_better": None, "n_worse": None,
                    "diff": None, "spread": None, "one_seed": None, "paper_better": None,
-                   "paper_worse": None}
+                   "paper_worse": None, "paired": None}
             if res["missing"]:
                 res["verdict"] = "cannot tell"
                 res["sentence"] = f"cannot tell, no run of {', '.join(res['missing'])}"
@@ -446,26 +446,43 @@ def ladder_pairs(rows: list[dict], shots: int = 10,
             diff = b["mean"] - w["mean"]
             stds = [x for x in (b["std"], w["std"]) if x is not None]
             spread = max(stds) if stds else None
+            paired = _paired(b, w)
             res.update(mean_better=b["mean"], mean_worse=w["mean"], n_better=b["n"], n_worse=w["n"],
                        diff=diff, spread=spread, one_seed=b["n"] < 2 or w["n"] < 2,
-                       paper_better=b["paper"], paper_worse=w["paper"])
-            if diff == 0 or (spread is not None and abs(diff) <= spread):
-                res["verdict"] = "not resolved"
-                res["sentence"] = (f"not resolved: {better} {b['mean']:.3f} vs {worse} {w['mean']:.3f}, "
-                                   f"a difference of {diff:+.3f}" + (
-                                       f" within the seed-to-seed spread ({spread:.3f})"
-                                       if spread is not None else ""))
-            elif diff > 0:
+                       paper_better=b["paper"], paper_worse=w["paper"], paired=paired)
+            interval = (f"paired over {paired['n']} seed{'s' if paired['n'] != 1 else ''}: "
+                        f"{paired['mean']:+.3f}" + (f" [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}]"
+                                                     if paired["verdict"] != "too few pairs" else ""))
+            if paired["verdict"] == "above":
                 res["verdict"] = "supported"
-                res["sentence"] = f"supported: {better} {b['mean']:.3f} > {worse} {w['mean']:.3f} ({diff:+.3f})"
-            else:
+                res["sentence"] = (f"supported: {better} {b['mean']:.3f} > {worse} {w['mean']:.3f} "
+                                   f"({diff:+.3f}; {interval})")
+            elif paired["verdict"] == "below":
                 res["verdict"] = "not supported"
                 res["sentence"] = (f"not supported: {better} {b['mean']:.3f} < {worse} {w['mean']:.3f} "
-                                   f"({diff:+.3f})")
-            if res["one_seed"]:
-                res["sentence"] += " — one seed on at least one side, so no spread to judge the difference by"
+                                   f"({diff:+.3f}; {interval}, the interval below 0)")
+            else:
+                res["verdict"] = "not resolved"
+                why = ("the 95% interval includes 0" if paired["verdict"] == "not distinguishable"
+                       else "too few paired seeds for an interval")
+                res["sentence"] = (f"not resolved: {better} {b['mean']:.3f} vs {worse} {w['mean']:.3f}, "
+                                   f"a difference of {diff:+.3f} ({interval}; {why})")
             out.append(res)
     return out
+
+
+def _paired(better: dict, worse: dict) -> dict:
+    """Paired differences of two rows' values over their common seeds (same class, budget and seed:
+    the same split), summarised by :func:`atac.stats.summarize_contrast`."""
+    import pandas as pd
+
+    from .stats import summarize_contrast
+
+    a = dict(zip(better["seeds"], better["values"]))
+    b = dict(zip(worse["seeds"], worse["values"]))
+    common = [s for s in a if s in b]
+    values = pd.DataFrame({"class": ["c"] * len(common), "diff": [a[s] - b[s] for s in common]})
+    return summarize_contrast(values)
 
 
 PAPER_BACKBONE = "resnet50"

@@ -361,8 +361,8 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     claims = glued["claims"]
     assert "cannot tell" not in claims
     assert "does not hold: deviation 0.955 > atac 0.905" in claims
-    assert "(II > I): supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110)" in claims
-    assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050)" in claims
+    assert "(II > I): supported: weighted_ce 0.820 > cutmix_bce 0.710 (+0.110; paired over 2 seeds: +0.110 [" in claims
+    assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050; paired over 2 seeds: -0.050 [-0.050, -0.050]" in claims
     assert "(the paper: 0.988 vs 0.947)" in claims
     assert "mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs" in glued["setups"]
 

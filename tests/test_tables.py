@@ -145,7 +145,7 @@ def test_ladder_order_flips():
         tables.ladder_order(tables.table1_rows([rec("atac", 0.9)]), shots=1)
 
 
-def test_ladder_pairs_difference_spread_and_verdict():
+def test_ladder_pairs_judge_each_claim_paired_by_seed():
     good = {"atac": 0.90, "deviation": 0.95, "weighted_ce": 0.93, "cutmix_bce": 0.80}
     rows = tables.table1_rows(ladder_records(good))
     pairs = {(p["better"], p["worse"]): p for p in tables.ladder_pairs(rows)}
@@ -153,21 +153,25 @@ def test_ladder_pairs_difference_spread_and_verdict():
     p = pairs[("weighted_ce", "cutmix_bce")]
     assert p["verdict"] == "supported" and p["diff"] == pytest.approx(0.13)
     assert p["spread"] == pytest.approx(0.01) and p["n_better"] == p["n_worse"] == 3 and not p["one_seed"]
-    assert p["sentence"] == "supported: weighted_ce 0.930 > cutmix_bce 0.800 (+0.130)"
+    # the same offset in every seed: each pair differs by exactly 0.13, a degenerate interval
+    assert p["sentence"] == ("supported: weighted_ce 0.930 > cutmix_bce 0.800 (+0.130; paired over 3 seeds: "
+                             "+0.130 [+0.130, +0.130])")
+    assert p["paired"]["n"] == 3 and p["paired"]["n_positive"] == 3
     assert (p["paper_better"], p["paper_worse"]) == (0.931, 0.729)
     p = pairs[("atac", "deviation")]
     assert p["verdict"] == "not supported" and p["sentence"].startswith("not supported: atac 0.900 < deviation")
-    # within the spread: not resolved
-    close = {**good, "deviation": 0.935}
-    p = [p for p in tables.ladder_pairs(tables.table1_rows(ladder_records(close)))
-         if p["better"] == "deviation"][0]
-    assert p["verdict"] == "not resolved" and "within the seed-to-seed spread (0.010)" in p["sentence"]
-    # one seed each: no spread; a missing method: cannot tell
+    assert "the interval below 0" in p["sentence"]
+    # seeds that disagree: the interval includes 0, not resolved
+    recs = [r for r in ladder_records(good) if r["method"] != "deviation"]
+    recs += [rec("deviation", 0.93 + d, seed=s) for s, d in enumerate((0.02, -0.02, 0.01))]
+    p = [p for p in tables.ladder_pairs(tables.table1_rows(recs)) if p["better"] == "deviation"][0]
+    assert p["verdict"] == "not resolved" and "the 95% interval includes 0" in p["sentence"]
+    # one seed each: no interval, not resolved; a missing method: cannot tell
     rows = tables.table1_rows([rec("atac", 0.9), rec("deviation", 0.8)])
     pairs = {(p["better"], p["worse"]): p for p in tables.ladder_pairs(rows)}
     p = pairs[("atac", "deviation")]
-    assert p["spread"] is None and p["one_seed"] and p["verdict"] == "supported"
-    assert "one seed on at least one side" in p["sentence"]
+    assert p["spread"] is None and p["one_seed"] and p["verdict"] == "not resolved"
+    assert "too few paired seeds for an interval" in p["sentence"]
     p = pairs[("weighted_ce", "cutmix_bce")]
     assert p["verdict"] == "cannot tell" and p["missing"] == ["weighted_ce", "cutmix_bce"] and p["diff"] is None
     # budgets are never compared across
