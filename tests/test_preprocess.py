@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,42 @@ def test_prepare_names_a_corrupt_file_and_caches_nothing(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError, match="1.png"):
         prepare(samples, 32, progress=False)
     assert not list((tmp_path / "cache").glob("prep/*.pt"))
+
+
+def _with_masks(tmp_path, n=2, size=20):
+    out = []
+    for i in range(n):
+        p, m = tmp_path / f"d{i}.png", tmp_path / f"d{i}_mask.png"
+        Image.fromarray(np.full((size, size), 100, np.uint8)).save(p)
+        mask = np.zeros((size, size), np.uint8)
+        mask[:size // 2] = 255
+        Image.fromarray(mask).save(m)
+        out.append(Sample(str(p), p.name, 1, "crack", str(m)))
+    return out
+
+
+def test_an_edited_mask_is_pre_processed_again(tmp_path):
+    samples = _with_masks(tmp_path)
+    a = prepare(samples, 32, progress=False)
+    assert a.masks[0, 0, :16].all() and not a.masks[0, 0, 16:].any()
+    m = tmp_path / "d0_mask.png"
+    stamp = m.stat()
+    mask = np.zeros((20, 20), np.uint8)
+    mask[10:] = 255  # the other half: same size on disk, and its modification time put back
+    Image.fromarray(mask).save(m)
+    os.utime(m, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    b = prepare(samples, 32, progress=False)
+    assert torch.equal(b.masks, prepare(samples, 32, use_cache=False, progress=False).masks)
+    assert b.masks[0, 0, 16:].all() and not b.masks[0, 0, :16].any()
+    assert torch.equal(b.masks[1], a.masks[1])
+
+
+def test_a_mask_that_became_the_wrong_size_is_an_error_naming_it(tmp_path):
+    samples = _with_masks(tmp_path)
+    prepare(samples, 32, progress=False)
+    Image.fromarray(np.full((10, 20), 255, np.uint8)).save(tmp_path / "d1_mask.png")
+    with pytest.raises(ImageReadError, match=r"mask file .*d1_mask\.png has size 20x10, its image has 20x20"):
+        prepare(samples, 32, progress=False)
+    (tmp_path / "d1_mask.png").unlink()
+    with pytest.raises(ImageReadError, match=r"not found: .*d1_mask\.png"):
+        prepare(samples, 32, progress=False)

@@ -5,7 +5,8 @@ OpenCV; on the lightness channel of LAB for colour images, directly on grayscale
 to ``image_size`` (Pillow), scale to [0, 1]; channel-wise normalisation is done by the model
 (:class:`atac.models.Normalize`) so that crops and plots work on [0, 1] images.
 
-Decoding, CLAHE and resizing are done once per (dataset folder, files, pre-processing settings):
+Decoding, CLAHE and resizing are done once per (dataset folder, files and their content identity
+— images and masks, see :func:`file_identity` — and pre-processing settings):
 the result, ``uint8`` tensors (N, 3, S, S) and ``bool`` masks (N, 1, S, S), is cached under
 ``<cache>/prep/<hash>.pt`` and reused by every run (writes are atomic, so concurrent workers are
 safe; a per-key lock file makes a second worker wait for the first one's result instead of
@@ -89,14 +90,30 @@ class Prepared:
     has_mask: torch.Tensor  # bool (N,)
 
 
+def file_identity(path: str | None) -> str:
+    """What identifies a file's content without reading it: size, modification and status-change
+    times in ns (any write changes the status-change time, even one that resets the modification
+    time); ``"-"`` for no file, ``"missing"`` for a path that does not exist (reading it then
+    raises the error that names it)."""
+    if path is None:
+        return "-"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 def _cache_key(samples: list[Sample], size: int, clahe: bool, clip: float, tile: int,
                mask_threshold: int) -> str:
+    """The cache entry of these samples and settings: every image's and mask's path and
+    :func:`file_identity`, so that an edited image or mask is pre-processed again."""
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "size": size, "clahe": clahe, "clip": clip,
                          "tile": tile, "mask_threshold": mask_threshold}).encode())
     for s in samples:
-        st = os.stat(s.path)
-        h.update(f"{s.path}|{st.st_size}|{st.st_mtime_ns}|{s.mask_path}\n".encode())
+        h.update(f"{s.path}|{file_identity(s.path)}|{s.mask_path}|{file_identity(s.mask_path)}\n"
+                 .encode())
     return h.hexdigest()[:24]
 
 
@@ -108,7 +125,8 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
     ``ATAC_NO_PREP_CACHE=1`` (``atac sweep --no-prep-cache``, to measure what the cache saves).
 
     Raises:
-        ImageReadError: an image or mask cannot be read (names the file); nothing is cached then.
+        ImageReadError: an image or mask cannot be read, or a mask's size differs from its
+            image's (names the file); nothing is cached then.
     """
     key = _cache_key(samples, size, clahe, clip, tile, mask_threshold)
     path = cache_dir() / "prep" / f"{key}.pt"
