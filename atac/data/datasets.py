@@ -23,6 +23,10 @@ class DatasetLayoutError(ValueError):
     """A dataset folder does not have the expected layout; the message names the folder."""
 
 
+class DataWarning(UserWarning):
+    """The data can be used, but not all of it as the user may expect (the message says what)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a dataset.
