@@ -98,15 +98,18 @@ def load_params(profile: str) -> dict[str, dict]:
     :func:`chapter_params` merges them.
 
     Raises:
-        BuildError: the file is missing, unreadable, or names an unknown chapter or folder.
+        BuildError: the file is missing, unreadable, gives a key twice, or names an unknown chapter
+            or folder.
     """
     path = PARAMS / f"{profile}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PARAMS.glob("*.yaml"))) or "none"
         raise BuildError(f"no parameter file {path.relative_to(ROOT)} for profile '{profile}' "
                          f"(profiles: {known})")
+    from atac.config import load_yaml  # `lr: 1e-3` is a number, a key given twice an error
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path) or {}
     except yaml.YAMLError as exc:
         raise BuildError(f"{path.relative_to(ROOT)}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

@@ -237,6 +237,13 @@ def test_the_runner_refuses_an_unknown_parameter_name(tmp_path, monkeypatch, cap
     build.check_profile(build.load_params("p"), "p")  # the same file, spelled right
 
 
+def test_a_profile_giving_a_key_twice_is_refused(tmp_path, monkeypatch):
+    build = _build_module()
+    _tiny_book(build, tmp_path, monkeypatch, profile="part/one:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(build.BuildError, match=r"(?s)book/params/p\.yaml: not valid YAML: .*'seed' twice"):
+        build.load_params("p")
+
+
 def test_unknown_profile_is_a_clear_error():
     build = _build_module()
     with pytest.raises(build.BuildError, match="no parameter file.*profiles: "):
