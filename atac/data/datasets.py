@@ -73,13 +73,16 @@ class DatasetIndex:
 def warn_missing_masks(folder: Path, looked_for: list[Path], n_anomalous: int, most: int = 10) -> None:
     """One :class:`DataWarning` for the anomalous images whose mask was not found (none: nothing),
     listing the mask paths looked for (the first ``most`` of them, then how many more)."""
-    if not looked_for:
-        return
-    shown = ", ".join(map(str, looked_for[:most]))
-    more = f" and {len(looked_for) - most} more" if len(looked_for) > most else ""
-    warnings.warn(f"{folder}: no mask found for {len(looked_for)} of its {n_anomalous} anomalous test "
-                  f"images, so pixel metrics leave them out; looked for: {shown}{more}",
-                  DataWarning, stacklevel=3)
+    if looked_for:
+        warnings.warn(f"{folder}: no mask found for {len(looked_for)} of its {n_anomalous} anomalous test "
+                      f"images, so pixel metrics leave them out; looked for: {some(looked_for, most)}",
+                      DataWarning, stacklevel=3)
+
+
+def some(items: list, most: int = 10, sep: str = ", ") -> str:
+    """The first ``most`` of ``items`` as text, then how many more (for warnings that name files)."""
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return sep.join(map(str, items[:most])) + more
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..paths import cache_dir
-from .datasets import DataWarning, Sample
+from .datasets import DataWarning, Sample, some
 from .images import read_image, read_mask
 
 CACHE_VERSION = 2
@@ -109,12 +109,11 @@ class Prepared:
 
     def warn_empty_masks(self, samples: list[Sample]) -> None:
         """One :class:`~atac.data.datasets.DataWarning` naming the anomalous images (and their
-        masks) whose mask is empty, if any."""
-        empty = [s for s, e in zip(samples, self.empty_mask.tolist()) if e]
+        masks) whose mask is empty, if any (the first ten, then how many more)."""
+        empty = [f"{s.path} (mask {s.mask_path})" for s, e in zip(samples, self.empty_mask.tolist()) if e]
         if empty:
-            names = "; ".join(f"{s.path} (mask {s.mask_path})" for s in empty)
             warnings.warn(f"{len(empty)} anomalous image(s) have an empty ground-truth mask and are "
-                          f"left out of pixel metrics: {names}", DataWarning, stacklevel=3)
+                          f"left out of pixel metrics: {some(empty, sep='; ')}", DataWarning, stacklevel=3)
 
 
 def file_identity(path: str | None) -> str:
