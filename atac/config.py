@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,48 @@ RNG_STREAMS = ("legacy", "independent")
 # Fields that say where and how a run executes, not what it computes: free to differ between a run
 # and its resumption, and left out of a sweep's run identity (atac.train.RESUME_FREE, atac.sweep).
 EXECUTION_FIELDS = ("device", "eval_batch_size", "extra", "amp", "compile", "data_root")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two changes for hand-written config and sweep files: a plain
+    number in exponent form (``1e-3``, ``2E+4``, ``1.0e5``) is a float, as YAML 1.2 reads it
+    (PyYAML follows YAML 1.1, which reads those as strings); a key given twice in one mapping is
+    an error naming it (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, then may override
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in first:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark,
+                            f"found the key {key!r} twice (first on line {first[key] + 1})",
+                            key_node.start_mark)
+                    first[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+        return super().construct_mapping(node, deep)
+
+
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+
+
+def load_yaml(path: str | Path) -> Any:
+    """The contents of a YAML file, read with :class:`StrictLoader`.
+
+    Raises:
+        OSError, UnicodeDecodeError: the file cannot be read as UTF-8 text.
+        yaml.YAMLError: not valid YAML, or a key given twice (the message names the key, the file
+            and both lines).
+    """
+    with open(path, encoding="utf-8") as f:  # a file, so that error marks name it
+        return yaml.load(f, Loader=StrictLoader)
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -309,14 +352,15 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path, raw: bool = False) -> "RunConfig | dict[str, Any]":
-        """Load a YAML file (same keys as the dataclass; dashes allowed for underscores).
+        """Load a YAML file (same keys as the dataclass; dashes allowed for underscores), read with
+        :func:`load_yaml` (``lr: 1e-3`` is a number; a key given twice is an error).
 
         Fields the file does not set come from its ``preset`` (default: the dataclass defaults).
         With ``raw=True`` return only the file's own (checked) keys as a dict.
         """
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(path) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ValueError(f"cannot read config file {path}: {exc}") from exc
         if not isinstance(data, dict):
@@ -324,6 +368,11 @@ class RunConfig:
         bad_keys = [k for k in data if not isinstance(k, str)]
         if bad_keys:
             raise ValueError(f"config file {path}: keys must be field names, got {bad_keys[0]!r}")
+        names = [k.replace("-", "_") for k in data]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise ValueError(f"config file {path}: the field '{twice[0]}' is given twice "
+                             "(once with dashes, once with underscores)")
         data = {k.replace("-", "_"): v for k, v in data.items()}
         if "preset" in data and not isinstance(data["preset"], str):
             raise ValueError(f"config file {path}: 'preset' must be a name ({', '.join(PRESETS)})")

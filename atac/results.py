@@ -101,13 +101,74 @@ def machine() -> dict[str, Any]:
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
 
 
-def load_records(path: str | Path) -> list[dict]:
-    """The records of a ``.jsonl`` results file (one ``metrics.json`` record per line), each split's
-    file lists restored from the file's split store (see the module docstring).
+# Fractions a record holds: a number in [0, 1] (``image_auroc`` always; the others may be absent or
+# null), and the fractions it holds by name (view -> AUROC, head -> AUROC).
+FRACTIONS = ("image_auroc", "image_auprc", "pixel_auroc", "zoom_rate_normal", "zoom_rate_anomalous",
+             "train_zoom_rate_normal", "train_zoom_rate_anomalous")
+NAMED_FRACTIONS = ("view_auroc", "head_auroc")
+WHOLE_NUMBERS = ("shots", "seed", "n_train_normal", "n_train_anomalous", "n_test_normal", "n_test_anomalous")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_record(record: Any, where: str) -> dict:
+    """``record`` itself when it is a run record whose metrics can be trusted: a mapping with an
+    ``image_auroc``; every fraction (:data:`FRACTIONS`, the values of :data:`NAMED_FRACTIONS`) a
+    number (not a string) in [0, 1] or, except ``image_auroc``, null; the counts and ``shots`` /
+    ``seed`` whole numbers.
 
     Raises:
-        ValueError: a line is not a JSON object (names the file and line); a record names split
-            files that its store lacks, or the store is not valid (names both files).
+        ValueError: the first field that is not so, named with ``where`` (a file, and a line).
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: not a record (a JSON object of a run's fields)")
+    if "image_auroc" not in record:
+        raise ValueError(f"{where}: no image_auroc; a run record has its image AUROC (fields: "
+                         f"{', '.join(list(record)[:8]) or 'none'}{', ...' if len(record) > 8 else ''})")
+
+    def fraction(name: str, v: Any) -> None:
+        if not (_is_number(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"{where}: {name} must be a number in [0, 1], got {v!r}")
+
+    for name in FRACTIONS:
+        if name in record and (record[name] is not None or name == "image_auroc"):
+            fraction(name, record[name])
+    for name in NAMED_FRACTIONS:
+        if record.get(name) is not None:
+            if not isinstance(record[name], dict):
+                raise ValueError(f"{where}: {name} must map names to numbers in [0, 1], got {record[name]!r}")
+            for k, v in record[name].items():
+                fraction(f"{name}.{k}", v)
+    for name in WHOLE_NUMBERS:
+        if record.get(name) is not None and not (isinstance(record[name], int) and not isinstance(record[name], bool)):
+            raise ValueError(f"{where}: {name} must be a whole number, got {record[name]!r}")
+    return record
+
+
+def load_record(path: str | Path) -> dict:
+    """One run record, a ``metrics.json`` file, checked with :func:`check_record`.
+
+    Raises:
+        ValueError: the file cannot be read, is not JSON, or is not a run record (names the file).
+    """
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as a run record ({exc})") from exc
+    return check_record(rec, str(path))
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """The records of a ``.jsonl`` results file (one ``metrics.json`` record per line), each split's
+    file lists restored from the file's split store (see the module docstring), each checked with
+    :func:`check_record`.
+
+    Raises:
+        ValueError: a line is not JSON or not a run record whose metrics can be trusted (names the
+            file, line and field); a record names split files that its store lacks, or the store is
+            not valid (names both files).
     """
     out = []
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -117,9 +178,7 @@ def load_records(path: str | Path) -> list[dict]:
             rec = json.loads(line)
         except ValueError as exc:
             raise ValueError(f"{path}, line {i}: not JSON ({exc})") from exc
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}, line {i}: not a record")
-        out.append(rec)
+        out.append(check_record(rec, f"{path}, line {i}"))
     if any(_split_key(r) for r in out):
         store = read_split_store(path)
         for i, r in enumerate(out):

@@ -11,7 +11,9 @@ For each chapter of :data:`CHAPTERS`:
 2. papermill executes it with the ``python3`` kernel, working directory ``book/`` (for every
    chapter, also those in sub-folders such as ``book/ladder/``), and the parameters
    :func:`chapter_params` takes from ``book/params/<profile>.yaml`` for the chapter, plus
-   ``profile`` (and ``out_dir`` = ``_build/runs/<profile>/<name>`` unless the profile names one);
+   ``profile`` (and ``out_dir`` = ``_build/runs/<profile>/<name>`` unless the profile names one).
+   Before any chapter runs, every chapter must have a cell tagged ``parameters`` and the profile
+   may set only parameters that cell has (:func:`check_profile`);
 3. the executed notebook is written to ``book/executed/<name>.ipynb``, the file the table of
    contents points at. On a cell error the executed notebook is kept as
    ``book/executed/<name>.failed.ipynb`` (the execution report: it shows the failing cell and its
@@ -97,15 +99,18 @@ def load_params(profile: str) -> dict[str, dict]:
     :func:`chapter_params` merges them.
 
     Raises:
-        BuildError: the file is missing, unreadable, or names an unknown chapter or folder.
+        BuildError: the file is missing, unreadable, gives a key twice, or names an unknown chapter
+            or folder.
     """
     path = PARAMS / f"{profile}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PARAMS.glob("*.yaml"))) or "none"
         raise BuildError(f"no parameter file {path.relative_to(ROOT)} for profile '{profile}' "
                          f"(profiles: {known})")
+    from atac.config import load_yaml  # `lr: 1e-3` is a number, a key given twice an error
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path) or {}
     except yaml.YAMLError as exc:
         raise BuildError(f"{path.relative_to(ROOT)}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
@@ -115,6 +120,49 @@ def load_params(profile: str) -> dict[str, dict]:
         raise BuildError(f"{path.relative_to(ROOT)}: unknown chapter(s) {', '.join(unknown)}; "
                          f"chapters: {', '.join(CHAPTERS)} (or a folder of them, e.g. 'ladder/')")
     return data
+
+
+def chapter_parameters(name: str) -> set[str]:
+    """The parameter names of chapter ``name``: those its cell tagged ``parameters`` assigns, as
+    papermill reads them (its translator's ``inspect``).
+
+    Raises:
+        BuildError: the source is missing, or no cell is tagged ``parameters`` (papermill would then
+            inject the profile's values in a cell of their own that nothing reads; the page would
+            show the chapter's own defaults).
+    """
+    import jupytext
+    from papermill.translators import papermill_translators
+    from papermill.utils import nb_kernel_name, nb_language
+
+    src = BOOK / f"{name}.md"
+    if not src.is_file():
+        raise BuildError(f"chapter '{name}': source {src.relative_to(ROOT)} does not exist")
+    nb = jupytext.read(src)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        raise BuildError(f"chapter '{name}': {src.relative_to(ROOT)} has no code cell tagged 'parameters' "
+                         "(add `:tags: [parameters]` to the cell that sets its parameters)")
+    translator = papermill_translators.find_translator(nb_kernel_name(nb, KERNEL), nb_language(nb, "python"))
+    return {p.name for p in translator.inspect(cells[0])}
+
+
+def check_profile(params: dict[str, dict], profile: str) -> None:
+    """Every parameter a profile gives a chapter (:func:`chapter_params`) is one the chapter has
+    (:func:`chapter_parameters`), for every chapter of :data:`CHAPTERS`.
+
+    Raises:
+        BuildError: a chapter has no ``parameters`` cell, or the profile's file sets a parameter
+            the chapter does not have (names the file, section, key, chapter and its parameters).
+    """
+    path = (PARAMS / f"{profile}.yaml").relative_to(ROOT)
+    for name in CHAPTERS:
+        known = chapter_parameters(name)
+        for section in [name[:i + 1] for i, c in enumerate(name) if c == "/"] + [name]:
+            unknown = sorted(set(params.get(section, {})) - known)
+            if unknown:
+                raise BuildError(f"{path}, section '{section}': unknown parameter(s) {', '.join(unknown)} "
+                                 f"of chapter '{name}'; its parameters: {', '.join(sorted(known))}")
 
 
 def resolve_env(value):
@@ -283,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                      "chapters": {}}
     try:
         params = load_params(args.profile)
+        check_profile(params, args.profile)
         check_kernel()
         todo = [args.only] if args.only else CHAPTERS
         for name in todo:

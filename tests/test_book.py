@@ -171,6 +171,80 @@ def test_chapter_params_merge_folder_then_chapter(tmp_path, monkeypatch):
         build.load_params("bad")
 
 
+CHAPTER_HEAD = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+# A chapter
+
+```{code-cell} ipython3
+:tags: [%s]
+
+seed = 0          # a comment
+profile = "interactive"
+```
+"""
+
+
+def _tiny_book(build, tmp_path, monkeypatch, tags="parameters, hide-input", profile="part/one:\n  seed: 1\n"):
+    """A book of one chapter, ``part/one``, and a profile ``p`` for it, in ``tmp_path``."""
+    (tmp_path / "book" / "part").mkdir(parents=True)
+    (tmp_path / "book" / "part" / "one.md").write_text(CHAPTER_HEAD % tags)
+    (tmp_path / "book" / "params").mkdir()
+    (tmp_path / "book" / "params" / "p.yaml").write_text(profile)
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "BOOK", tmp_path / "book")
+    monkeypatch.setattr(build, "PARAMS", tmp_path / "book" / "params")
+    monkeypatch.setattr(build, "CHAPTERS", ["part/one"])
+    monkeypatch.setattr(build, "execute_chapter", lambda *a: pytest.fail("nothing may be executed"))
+    monkeypatch.setattr(build, "check_kernel", lambda: None)
+
+
+@pytest.mark.parametrize("profile", ["ci", "default", "paper"])
+def test_the_runner_accepts_the_books_profiles(profile):
+    pytest.importorskip("jupytext")
+    build = _build_module()
+    build.check_profile(build.load_params(profile), profile)
+
+
+def test_the_runner_refuses_a_chapter_without_a_parameters_cell(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("jupytext")
+    build = _build_module()
+    _tiny_book(build, tmp_path, monkeypatch, tags="hide-input", profile="part/one:\n  seed: 1\n")
+    with pytest.raises(build.BuildError, match=r"chapter 'part/one': book/part/one\.md has no code cell "
+                                               r"tagged 'parameters'"):
+        build.chapter_parameters("part/one")
+    assert build.main(["--profile", "p", "--no-html"]) == 1
+    assert "has no code cell tagged 'parameters'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("section", ["part/one", "part/"])
+def test_the_runner_refuses_an_unknown_parameter_name(tmp_path, monkeypatch, capsys, section):
+    pytest.importorskip("jupytext")
+    build = _build_module()
+    _tiny_book(build, tmp_path, monkeypatch, profile=f"{section}:\n  seed: 1\n  sedd: 2\n")
+    assert build.chapter_parameters("part/one") == {"seed", "profile"}
+    assert build.main(["--profile", "p", "--no-html"]) == 1
+    err = capsys.readouterr().err
+    assert (f"book/params/p.yaml, section '{section}': unknown parameter(s) sedd of chapter 'part/one'; "
+            "its parameters: profile, seed") in err
+    (tmp_path / "book" / "params" / "p.yaml").write_text(f"{section}:\n  seed: 1\n")
+    build.check_profile(build.load_params("p"), "p")  # the same file, spelled right
+
+
+def test_a_profile_giving_a_key_twice_is_refused(tmp_path, monkeypatch):
+    build = _build_module()
+    _tiny_book(build, tmp_path, monkeypatch, profile="part/one:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(build.BuildError, match=r"(?s)book/params/p\.yaml: not valid YAML: .*'seed' twice"):
+        build.load_params("p")
+
+
 def test_unknown_profile_is_a_clear_error():
     build = _build_module()
     with pytest.raises(build.BuildError, match="no parameter file.*profiles: "):

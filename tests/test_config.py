@@ -1,7 +1,10 @@
+import re
+
 import pytest
+import yaml
 
 from atac.cli import build_parser, config_from_args
-from atac.config import RunConfig, preset
+from atac.config import RunConfig, load_yaml, preset
 
 
 def test_defaults_are_the_papers_budget():
@@ -76,3 +79,42 @@ def test_yaml_keys_must_be_names(tmp_path):
     (tmp_path / "c.yaml").write_text("1: 2\n")
     with pytest.raises(ValueError, match="keys must be field names"):
         RunConfig.load(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("text,field,value", [
+    ("lr: 1e-3", "lr", 1e-3), ("weight_decay: 1.0e-5", "weight_decay", 1e-5),
+    ("dev_margin: 5E+0", "dev_margin", 5.0), ("patch_area: [2e-2, 1.5e-1]", "patch_area", (0.02, 0.15)),
+    ("lr: 0.001", "lr", 0.001), ("lr: 1", "lr", 1),
+])
+def test_a_number_in_exponent_form_is_the_number_written(tmp_path, text, field, value):
+    (tmp_path / "c.yaml").write_text(text + "\n")
+    cfg = RunConfig.load(tmp_path / "c.yaml").validate()
+    assert getattr(cfg, field) == value and not isinstance(getattr(cfg, field), str)
+
+
+def test_a_quoted_number_is_still_a_string(tmp_path):
+    (tmp_path / "c.yaml").write_text('lr: "1e-3"\n')
+    with pytest.raises(ValueError, match="config field 'lr': must be a finite number"):
+        RunConfig.load(tmp_path / "c.yaml").validate()
+
+
+@pytest.mark.parametrize("text,key", [
+    ("lr: 1e-3\nseed: 1\nlr: 2e-4\n", "'lr' twice (first on line 1)"),
+    ("extra:\n  note: a\n  note: b\n", "'note' twice (first on line 2)"),
+    ("{seed: 1, seed: 2}\n", "'seed' twice"),
+    ("image-size: 64\nimage_size: 96\n", "'image_size' is given twice"),
+])
+def test_a_key_given_twice_is_an_error_naming_it(tmp_path, text, key):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ValueError, match=rf"(?s)c\.yaml: .*{re.escape(key)}"):
+        RunConfig.load(tmp_path / "c.yaml")
+
+
+def test_load_yaml_serves_sweep_files_too(tmp_path):
+    (tmp_path / "s.yaml").write_text("base:\n  preset: smoke\ngrid:\n  - lr: [1e-3, 2e-4]\n    seed: 0\n")
+    assert load_yaml(tmp_path / "s.yaml")["grid"][0]["lr"] == [1e-3, 2e-4]
+    (tmp_path / "s.yaml").write_text("grid:\n  - seed: 0\n    seed: 1\n")
+    with pytest.raises(yaml.YAMLError, match="'seed' twice"):
+        load_yaml(tmp_path / "s.yaml")
+    (tmp_path / "a.yaml").write_text("x: &x {a: 1}\ny:\n  <<: *x\n  a: 2\n")   # a merge may override
+    assert load_yaml(tmp_path / "a.yaml")["y"] == {"a": 2}

@@ -1,5 +1,7 @@
-"""atac.results.git_commit: the code's commit, cached per process, dirty only for code changes."""
+"""atac.results: the code's commit (cached per process, dirty only for code changes), the split
+store, and records checked on read."""
 
+import re
 import shutil
 import subprocess
 
@@ -7,7 +9,7 @@ import pytest
 
 from atac.results import _ask_git, git_commit
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
 def _git(repo, *args):
@@ -15,6 +17,7 @@ def _git(repo, *args):
                    capture_output=True)
 
 
+@needs_git
 def test_dirty_means_the_code_changed_and_the_answer_is_kept(tmp_path):
     code = tmp_path / "pkg"
     code.mkdir()
@@ -77,3 +80,54 @@ def test_a_missing_or_edited_split_store_is_named(tmp_path):
     store_path.unlink()
     with pytest.raises(ValueError, match=r"record 1: its split files sha256:\w+ are not in .*r\.splits\.json"):
         load_records(res)
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("image_auroc", "0.9", "image_auroc must be a number in [0, 1], got '0.9'"),
+    ("image_auroc", 1.7, "image_auroc must be a number in [0, 1], got 1.7"),
+    ("image_auroc", None, "image_auroc must be a number in [0, 1], got None"),
+    ("image_auroc", True, "image_auroc must be a number in [0, 1], got True"),
+    ("pixel_auroc", -0.1, "pixel_auroc must be a number in [0, 1], got -0.1"),
+    ("image_auprc", "n/a", "image_auprc must be a number in [0, 1], got 'n/a'"),
+    ("view_auroc", {"full": 0.8, "zoom": "0.7"}, "view_auroc.zoom must be a number in [0, 1], got '0.7'"),
+    ("head_auroc", [0.5], "head_auroc must map names to numbers in [0, 1], got [0.5]"),
+    ("shots", "10", "shots must be a whole number, got '10'"),
+])
+def test_records_are_checked_on_read_naming_the_file_and_line(tmp_path, field, value, error):
+    import json
+
+    from atac.results import load_record, load_records
+
+    good = {"method": "atac", "shots": 10, "seed": 0, "image_auroc": 0.9, "pixel_auroc": None,
+            "view_auroc": {"full": 0.8, "zoom": 0.7}}
+    res = tmp_path / "r.jsonl"
+    res.write_text(json.dumps(good) + "\n\n" + json.dumps({**good, field: value}) + "\n")
+    with pytest.raises(ValueError) as exc:
+        load_records(res)
+    assert str(exc.value) == f"{res}, line 3: {error}"
+    (tmp_path / "metrics.json").write_text(json.dumps({**good, field: value}))
+    with pytest.raises(ValueError, match=r"metrics\.json: " + re.escape(error) + "$"):
+        load_record(tmp_path / "metrics.json")
+    res.write_text(json.dumps(good) + "\n")
+    assert load_records(res) == [good]
+
+
+def test_a_record_without_image_auroc_is_a_clear_error(tmp_path):
+    import json
+
+    from atac.results import load_record, load_records
+
+    res = tmp_path / "r.jsonl"
+    res.write_text(json.dumps({"image_auroc": 0.5}) + "\n" + json.dumps({"method": "atac", "seed": 0}) + "\n")
+    with pytest.raises(ValueError, match=r"r\.jsonl, line 2: no image_auroc; a run record has its image "
+                                         r"AUROC \(fields: method, seed\)"):
+        load_records(res)
+    res.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match=r"r\.jsonl, line 1: not a record"):
+        load_records(res)
+    (tmp_path / "metrics.json").write_text("{\"method\": \"atac\"}")
+    with pytest.raises(ValueError, match=r"metrics\.json: no image_auroc"):
+        load_record(tmp_path / "metrics.json")
+    (tmp_path / "metrics.json").write_text("{")
+    with pytest.raises(ValueError, match=r"metrics\.json: cannot be read as a run record"):
+        load_record(tmp_path / "metrics.json")

@@ -92,13 +92,14 @@ def test_append_keeps_other_lines_and_stores_the_split_once(tmp_path):
     from atac.results import split_store_path
 
     res = tmp_path / "r.jsonl"
-    res.write_text(json.dumps({"note": "a record without a run id"}) + "\n")
+    res.write_text(json.dumps({"note": "a record without a run id", "image_auroc": 0.5}) + "\n")
     split = {"setting": "general", "shots": 1, "seed": 0, "known_type": None,
              "train_normal": ["good/0.png"], "train_anomalous": ["crack/0.png"], "test": ["good/1.png"]}
     for rid in ("a", "b"):                                  # two methods of one seed: one split
-        assert append_record(res, {"sweep": {"run_id": rid}, "config": {}, "split": split})
+        assert append_record(res, {"sweep": {"run_id": rid}, "config": {}, "split": split, "image_auroc": 0.5})
     recs = load_records(res)
-    assert recs[0] == {"note": "a record without a run id"} and [r["split"] for r in recs[1:]] == [split, split]
+    assert recs[0] == {"note": "a record without a run id", "image_auroc": 0.5}
+    assert [r["split"] for r in recs[1:]] == [split, split]
     assert len(json.loads(split_store_path(res).read_text())) == 1 and "good/1.png" not in res.read_text()
 
 

@@ -8,6 +8,7 @@ normal ("good"), 1 anomalous; a mask is optional.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ MT_CLASSES = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven")
 
 class DatasetLayoutError(ValueError):
     """A dataset folder does not have the expected layout; the message names the folder."""
+
+
+class DataWarning(UserWarning):
+    """The data can be used, but not all of it as the user may expect (the message says what)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,21 @@ class DatasetIndex:
                 "masks": sum(1 for s in self.test if s.mask_path)}
 
 
+def warn_missing_masks(folder: Path, looked_for: list[Path], n_anomalous: int, most: int = 10) -> None:
+    """One :class:`DataWarning` for the anomalous images whose mask was not found (none: nothing),
+    listing the mask paths looked for (the first ``most`` of them, then how many more)."""
+    if looked_for:
+        warnings.warn(f"{folder}: no mask found for {len(looked_for)} of its {n_anomalous} anomalous test "
+                      f"images, so pixel metrics leave them out; looked for: {some(looked_for, most)}",
+                      DataWarning, stacklevel=3)
+
+
+def some(items: list, most: int = 10, sep: str = ", ") -> str:
+    """The first ``most`` of ``items`` as text, then how many more (for warnings that name files)."""
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return sep.join(map(str, items[:most])) + more
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
                   and not p.name.startswith("."))
@@ -74,7 +94,8 @@ def read_mvtec(folder: str | Path, dataset: str = "mvtec_ad") -> DatasetIndex:
     """Read one category in the MVTec AD layout.
 
     Layout: ``train/good/*``, ``test/<type>/*`` (``good`` is normal), and optionally
-    ``ground_truth/<type>/<stem>_mask.png``. Masks are optional: a missing mask is ``None``.
+    ``ground_truth/<type>/<stem>_mask.png``. Masks are optional: a missing mask is ``None``, and
+    one :class:`DataWarning` lists the mask paths looked for (:func:`warn_missing_masks`).
 
     Raises:
         DatasetLayoutError: ``train/good`` or ``test`` missing or empty (the message names the path
@@ -93,6 +114,7 @@ def read_mvtec(folder: str | Path, dataset: str = "mvtec_ad") -> DatasetIndex:
     if not train:
         raise DatasetLayoutError(f"{train_dir} holds no images; {expected}")
     test: list[Sample] = []
+    missing: list[Path] = []
     for type_dir in sorted(d for d in test_dir.iterdir() if d.is_dir()):
         dtype = type_dir.name
         for p in _images_in(type_dir):
@@ -100,9 +122,12 @@ def read_mvtec(folder: str | Path, dataset: str = "mvtec_ad") -> DatasetIndex:
             if dtype != "good":
                 m = folder / "ground_truth" / dtype / f"{p.stem}_mask.png"
                 mask = str(m) if m.is_file() else None
+                if mask is None:
+                    missing.append(m)
             test.append(Sample(str(p), str(p.relative_to(folder)), int(dtype != "good"), dtype, mask))
     if not test:
         raise DatasetLayoutError(f"{test_dir} holds no images; {expected}")
+    warn_missing_masks(folder, missing, sum(s.label for s in test))
     return DatasetIndex(dataset, category, folder, train, test)
 
 
@@ -114,7 +139,8 @@ def read_magnetic_tile(folder: str | Path, test_normals: float = 0.2, split_seed
     ``numpy.random.default_rng(split_seed)``, the first ``round(test_normals * n)`` become test
     normals and the rest training normals. Every defective image is a test image; defect type is the
     class name without ``MT_`` in lower case (``blowhole``, ``break``, ...). Masks are soft and are
-    thresholded when read.
+    thresholded when read; a missing one is ``None``, and one :class:`DataWarning` lists the mask
+    paths looked for.
 
     Raises:
         DatasetLayoutError: ``MT_Free/Imgs`` or every defect class missing.
@@ -152,6 +178,9 @@ def read_magnetic_tile(folder: str | Path, test_normals: float = 0.2, split_seed
         test += [Sample(str(p), str(p.relative_to(folder)), 1, dtype, mask_of(p)) for p in jpgs(d)]
     if not found:
         raise DatasetLayoutError(f"{folder} has no defect class folder ({', '.join(MT_CLASSES)})")
+    anomalous = [s for s in test if s.label == 1]
+    warn_missing_masks(folder, [Path(s.path).with_suffix(".png") for s in anomalous if not s.mask_path],
+                       len(anomalous))
     return DatasetIndex("magnetic_tile", "magnetic_tile", folder, train, test)
 
 

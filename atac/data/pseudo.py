@@ -43,7 +43,9 @@ def cutmix(image: torch.Tensor, gen: torch.Generator, source: torch.Tensor | Non
         source: the image the patch is cut from (default ``image``: DRA's same-image cut-and-paste).
     Returns:
         (new image (3, H, W), pasted box ``(x0, y0, x1, y1)`` in pixels) — or the unchanged image and
-        ``None`` when the patch has zero area (the caller must then not label it anomalous).
+        ``None`` when the patch has zero area or the paste changed no pixel (the same place of the
+        same image, a uniform region): the caller must then not label it anomalous. Either way the
+        generator is advanced by the same draws.
     """
     src = image if source is None else source
     _, H, W = image.shape
@@ -63,4 +65,11 @@ def cutmix(image: torch.Tensor, gen: torch.Generator, source: torch.Tensor | Non
             patch = ColorJitter(jitter, jitter, jitter, min(jitter, 0.5))(patch)
     out = image.clone()
     out[:, ty:ty + h, tx:tx + w] = patch.clamp(0, 1)
+    if not _changed(out, image):
+        return image, None
     return out, (tx, ty, tx + w, ty + h)
+
+
+def _changed(new: torch.Tensor, old: torch.Tensor) -> bool:
+    """Does the pasted image differ from the original in any pixel?"""
+    return not torch.equal(new, old)
