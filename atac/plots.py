@@ -385,10 +385,11 @@ def source_block(obj) -> str:
             run time).
     """
     import inspect
+    import textwrap
     from pathlib import Path
 
     obj = inspect.unwrap(obj)
-    src = inspect.getsource(obj)
+    src = textwrap.dedent(inspect.getsource(obj))
     path = Path(inspect.getsourcefile(obj)).resolve()
     root = Path(__file__).resolve().parent.parent
     where = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
