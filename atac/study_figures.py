@@ -100,7 +100,7 @@ def contrast_figure(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax.invert_yaxis()
     base = ", ".join(dict.fromkeys(table["baseline"]))
     ax.set_xlabel(f"image AUROC, arm − {base} (paired; 95% interval)")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

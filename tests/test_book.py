@@ -48,7 +48,7 @@ READS_RESULTS = {"table1", "generalisation", "zoom_study"}
 # the introduction, the method's companion chapters and the reproduction part: each is executed by
 # test_companion_chapter_executes_with_ci_parameters and its glued values checked by CHECKS below
 COMPANION = {
-    "intro": ("paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records",
+    "intro": ("answer", "paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records",
               "results_files", "measured_setups"),
     "data_preprocessing": ("data_sources", "clahe_contrast", "grayscale", "norm_table", "sd_ratio_min",
                            "sd_ratio_max", "mean_shift"),
