@@ -25,7 +25,7 @@ from .methods import METHODS
 
 HELP = {
     "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
-    "category": "category: an MVTec AD category (grid, ...) or a synthetic one (weave, ...)",
+    "category": "category: an MVTec AD category (grid, metal_nut, ...) or a synthetic one (weave, ...)",
     "data_root": "folder holding <dataset>/... (default: $ATAC_DATA_ROOT; synthetic: the atac cache)",
     "method": "method recipe (see `atac methods`): atac, gradcam_zoom, deviation, cutmix_bce, weighted_ce, dra",
     "backbone": "resnet50 (the paper's) | resnet18 | mobilenet_v2",
