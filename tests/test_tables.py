@@ -499,13 +499,13 @@ def test_table2_sweep_files():
     from atac.sweep import load_sweep
 
     cpu = load_sweep(REPO / "paper_runs" / "table2-cpu.yaml").runs
-    assert len(cpu) == 120
+    assert len(cpu) == 168 == (5 + 5 + 4) * 3 * 4
     assert {r.config.setting for r in cpu} == {"hard"}
     assert {r.config.backbone for r in cpu} == {"mobilenet_v2"} and {r.config.image_size for r in cpu} == {224}
-    for ds, types in (("mvtec_ad", tables.DEFECT_TYPES[("mvtec_ad", "grid")]),
-                      ("magnetic_tile", tables.DEFECT_TYPES[("magnetic_tile", "magnetic_tile")])):
+    for ds, cat in (("mvtec_ad", "grid"), ("magnetic_tile", "magnetic_tile"), ("mvtec_ad", "metal_nut")):
+        types = tables.DEFECT_TYPES[(ds, cat)]
         for m in tables.TABLE2_ORDER:
-            mine = [r.config for r in cpu if r.config.dataset == ds and r.config.method == m]
+            mine = [r.config for r in cpu if (r.config.dataset, r.config.category, r.config.method) == (ds, cat, m)]
             assert sorted({c.known_type for c in mine}) == sorted(types)
             assert sorted((c.shots, c.seed) for c in mine if c.known_type == types[0]) == [
                 (1, 0), (10, 0), (10, 1), (10, 2)]
@@ -528,6 +528,22 @@ def test_table2_sweep_files():
     for cat in ("tile", "metal_nut"):
         assert sorted({r.config.known_type for r in gpu if r.config.category == cat}) == \
             sorted(tables.DEFECT_TYPES[("mvtec_ad", cat)])
+
+
+def test_table1_sweep_file():
+    """The ladder's CPU sweep: the same 21 runs on grid, Magnetic Tile and metal_nut, one budget."""
+    from atac.sweep import load_sweep
+
+    runs = [r.config for r in load_sweep(REPO / "paper_runs" / "table1-cpu.yaml").runs]
+    assert len(runs) == 63 and {c.setting for c in runs} == {"general"}
+    assert {(c.backbone, c.weights, c.image_size) for c in runs} == {("mobilenet_v2", "imagenet", 224)}
+    assert len({tables.budget({"config": c.to_dict()}) for c in runs}) == 1
+    ladder = ["cutmix_bce", "weighted_ce", "deviation", "gradcam_zoom", "atac"]
+    want = sorted([(m, 10, s) for m in ladder for s in (0, 1, 2)] +
+                  [(m, 1, s) for m in ("deviation", "atac") for s in (0, 1, 2)])
+    for ds, cat in (("mvtec_ad", "grid"), ("magnetic_tile", "magnetic_tile"), ("mvtec_ad", "metal_nut")):
+        assert sorted((c.method, c.shots, c.seed) for c in runs
+                      if (c.dataset, c.category) == (ds, cat)) == want
 
 
 def test_cli_table2(tmp_path, capsys):
