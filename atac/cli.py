@@ -341,6 +341,10 @@ def _render_table(args, records: list[dict]) -> int:
             if views:
                 text += ("\nATAC-Net's two views on their own (view_auroc, mean image AUROC over the "
                          "runs):\n\n" + tables.render_view_summary(views) + "\n")
+            # the paper's own classes (tile, metal_nut) also in its layout, ours beside its values
+            paper_classes = {(p["dataset"], p["category"]) for p in tables.published_table2()}
+            for ds, cat in sorted({(r["dataset"], r["category"]) for r in rows} & paper_classes):
+                text += "\n" + tables.render_class_table2(rows, ds, cat)
     else:
         rows = tables.table1_rows(records, metric=args.metric)
         text = tables.render_table1(rows, fmt=args.format)
@@ -354,6 +358,14 @@ def _render_table(args, records: list[dict]) -> int:
                 text += "\nLadder order (the paper: atac > deviation > weighted_ce > cutmix_bce), ten anomalies:\n"
                 text += "".join(f"- {v['dataset']} / {v['category']} ({v['backbone']}): {v['verdict']}\n"
                                 for v in verdicts)
+    if args.format == "markdown":
+        setting = "hard" if args.which == "table2" else "general"
+        text += _sweep_notes(args.sweep, records, args.which, setting)
+        notes = tables.setup_differences([r["config"] for r in records if r.get("setting") == setting
+                                          and isinstance(r.get("config"), dict)])
+        if notes:
+            text += ("\nWhat differs from the paper's runs (from the records' configs):\n"
+                     + "".join(f"- {n}\n" for n in notes))
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -370,6 +382,23 @@ def _render_table(args, records: list[dict]) -> int:
         figure(rows, args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)
     return 0
+
+
+def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, setting: str) -> str:
+    """For ``atac table --sweep FILE``: how many of each class's runs of the sweep the records hold,
+    and, for a class with none yet, the paper's values for it (atac.tables.render_progress)."""
+    from . import tables
+    from .sweep import load_sweep
+
+    text = ""
+    for f in sweep_files or []:
+        sw = load_sweep(f)
+        progress = tables.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
+        n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+        text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} {setting}-setting runs are in these "
+                 "results" + (", all of them.\n" if n_rec == n_runs else ":\n"))
+        text += tables.render_progress(progress, which, sweep_name=f"sweep {sw.name}")
+    return text
 
 
 def cmd_reproduce(args) -> int:
@@ -483,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image_auroc (default), image_auprc, pixel_auroc")
     tb.add_argument("--out", help="write the table to this file instead of printing it")
     tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
+    tb.add_argument("--sweep", action="append", default=[], metavar="FILE",
+                    help="the sweep file that fills these results (repeatable): Markdown output then "
+                         "says how many of each class's runs are recorded, and shows the paper's "
+                         "values for a class with none yet (e.g. metal_nut before its runs)")
     tb.set_defaults(func=cmd_table)
 
     rp = sub.add_parser("reproduce", help="train a recorded run again and compare its AUROC",
