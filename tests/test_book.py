@@ -50,13 +50,13 @@ COMPANION = {
     "intro": ("paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records",
               "results_files", "measured_setups"),
     "data_preprocessing": ("data_sources", "clahe_contrast", "grayscale", "norm_table", "sd_ratio_min",
-                           "sd_ratio_max", "mean_shift"),
+                           "sd_ratio_max", "mean_shift", "colour_clahe", "real_note"),
     "pseudo_anomalies": ("auroc_deviation_with", "auroc_deviation_without", "auroc_atac_with",
                          "auroc_atac_without", "pseudo_lines", "n_runs", "budget", "profile"),
     "crop_threshold": ("test_time_table", "trained_note", "recorded_w", "trained_auroc", "w_sentence",
-                       "budget", "profile"),
+                       "budget", "profile", "data_sources", "trained_runs", "real_note"),
     "figure1": ("figure1_table", "figure1_sentences", "pixel_auroc_attention", "pixel_auroc_gradcam",
-                "covered50_attention", "covered50_gradcam", "sources"),
+                "covered50_attention", "covered50_gradcam", "sources", "real_note"),
     "errata": ("norm_table", "loss_table", "table2_errata", "n_table2_errata", "found", "zoom_verdict",
                "found_setups"),
     "run_it_yourself": ("demo_category", "outputs", "n_copied", "image_auroc", "budget", "profile"),
@@ -566,6 +566,9 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
     elif name == "data_preprocessing":
         assert 0.7 < float(glued["sd_ratio_min"]) <= float(glued["sd_ratio_max"]) < 0.95
         assert "synthetic/grid: 2 of 2 images shown have three equal channels" in glued["grayscale"]
+        # CLAHE on a colour image (weave) moves lightness, not colour; grid (gray) has no row there
+        assert "| synthetic/weave | 2 |" in glued["colour_clahe"] and "synthetic/grid" not in glued["colour_clahe"]
+        assert "synthetic data only" in glued["real_note"]
         assert "0.48145466" in glued["norm_table"] or "0.4815" in glued["norm_table"]
         assert pngs >= 5
     elif name == "pseudo_anomalies":
@@ -577,7 +580,8 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
     elif name == "crop_threshold":
         table = glued["test_time_table"]
         assert all(f"| {w:g}" in table for w in params["thresholds"]) and "(trained)" in table
-        assert "2 networks, one per w" in glued["trained_note"]
+        assert "2 networks per data set, one per w" in glued["trained_note"]
+        assert glued["data_sources"] == "'synthetic/weave'" and "| synthetic/weave | 0.5 (trained) |" in table
         assert "w = 0.5" in glued["recorded_w"]            # the recorded runs all use w = 0.5
         # each file, setting and known type on its own
         assert "| first-runs-cpu.jsonl | mvtec_ad/grid | general | mobilenet_v2 |" in glued["recorded_w"]
