@@ -360,7 +360,8 @@ def _render_table(args, records: list[dict]) -> int:
                                 for v in verdicts)
     if args.format == "markdown":
         setting = "hard" if args.which == "table2" else "general"
-        text += _sweep_notes(args.sweep, records, args.which, setting)
+        text += _sweep_notes(args.sweep, records, args.which, setting,
+                             {(r["dataset"], r["category"]) for r in rows})
         notes = tables.setup_differences([r["config"] for r in records if r.get("setting") == setting
                                           and isinstance(r.get("config"), dict)])
         if notes:
@@ -384,7 +385,8 @@ def _render_table(args, records: list[dict]) -> int:
     return 0
 
 
-def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, setting: str) -> str:
+def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, setting: str,
+                 present: set[tuple[str, str]]) -> str:
     """For ``atac table --sweep FILE``: how many of each class's runs of the sweep the records hold,
     and, for a class with none yet, the paper's values for it (atac.tables.render_progress)."""
     from . import tables
@@ -397,7 +399,7 @@ def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, settin
         n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
         text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} {setting}-setting runs are in these "
                  "results" + (", all of them.\n" if n_rec == n_runs else ":\n"))
-        text += tables.render_progress(progress, which, sweep_name=f"sweep {sw.name}")
+        text += tables.render_progress(progress, which, sweep_name=f"sweep {sw.name}", present=present)
     return text
 
 

@@ -1241,7 +1241,8 @@ def _identity_key(d: dict) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def render_progress(progress: list[dict], which: str, sweep_name: str = "the sweep") -> str:
+def render_progress(progress: list[dict], which: str, sweep_name: str = "the sweep",
+                    present: set[tuple[str, str]] | None = None) -> str:
     """What :func:`sweep_progress` says, as Markdown for under a table: one line per class whose runs
     are not all in the results. A class with none of them recorded says so and shows the paper's
     values for it instead (Table 1: :func:`paper_table1_sentence`; Table 2: the paper-only
@@ -1251,6 +1252,8 @@ def render_progress(progress: list[dict], which: str, sweep_name: str = "the swe
         progress: from :func:`sweep_progress`.
         which: "table1" or "table2".
         sweep_name: how to name the sweep in the text.
+        present: the (dataset, category) classes the table has rows of (None: unknown); a class
+            with rows but none of the sweep's runs is said to have rows from other runs.
     Returns:
         The text ("" when every class is complete), ending in a newline when not empty.
     Raises:
@@ -1266,6 +1269,10 @@ def render_progress(progress: list[dict], which: str, sweep_name: str = "the swe
         if p["n_recorded"]:
             parts.append(f"- **{name}**: {p['n_recorded']} of {sweep_name}'s {p['n_runs']} runs are in "
                          "these results; its rows above are over those only.\n")
+            continue
+        if present is not None and (p["dataset"], p["category"]) in present:
+            parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
+                         "results; its rows above come from other runs (other configs).\n")
             continue
         parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
                      "results yet, so the table has no row of ours for it.")

@@ -36,8 +36,8 @@ EXPECTED = {
                                                   "train_zoom_rate_normal", "train_zoom_rate_anomalous"),
                                   "gradcam_zoom"),
     "ladder/step5_atac": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous"), "atac"),
-    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups", "setups"),
-               None),
+    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups", "setups",
+                "coverage_note", "differences"), None),
     "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
                         "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
                         "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences"), None),
@@ -364,6 +364,47 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050)" in claims
     assert "(the paper: 0.988 vs 0.947)" in claims
     assert "mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs" in glued["setups"]
+    # the sweep's metal_nut runs are not in this file: said, with the paper's row for it
+    assert "**mvtec_ad / metal_nut**: none of sweep table1-cpu's 21 runs" in glued["coverage_note"]
+    assert "I cutmix_bce 0.763, II weighted_ce 0.952, III deviation 0.989, V atac 1.000" in glued["coverage_note"]
+    outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "| metal_nut (no run of ours yet) | 0.763 | 0.952 | 0.989 | 1.000 |" in outputs
+    assert "| grid | 0.729 |" in outputs
+    # what differs from the paper's runs, from the records' configs (DRA against DRA's own paper)
+    assert "ATAC-Net (`atac`), against the paper (the `paper` preset): backbone mobilenet_v2" in glued["differences"]
+    assert "DRA (`dra`), against DRA's own paper" in glued["differences"]
+
+
+@pytest.mark.slow
+def test_table1_chapter_shows_metal_nut_beside_the_paper(tmp_path):
+    """Records of the sweep's metal_nut runs (made here, from its configs): its rows carry the paper's
+    Table 1 values, and the classes the records lack are named with the paper's row where it has one."""
+    from atac.results import load_records
+    from atac.sweep import load_sweep
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    runs = [r.config.to_dict() for r in load_sweep(ROOT / "paper_runs" / "table1-cpu.yaml").runs]
+    nut = [c for c in runs if c["category"] == "metal_nut"]
+    results = tmp_path / "nut.jsonl"
+    results.write_text("".join(json.dumps(dict(base, method=c["method"], seed=c["seed"], shots=c["shots"],
+                                               dataset="mvtec_ad", category="metal_nut", setting="general",
+                                               image_auroc=0.80 + 0.01 * c["seed"], config=c)) + "\n"
+                               for c in nut))
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "table1")
+    params.update(results=str(results), out_dir=None, profile="test", extra_results=[])
+    nb = _execute("table1", params, tmp_path)
+    glued = _check_glue("table1", nb)
+    assert int(glued["n_records"]) == len(nut) == 21
+    outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "| mvtec_ad | metal_nut | 10 | V | atac | 0.810 ± 0.010 (3) | 1.000 | -0.190 |" in outputs
+    assert "| mvtec_ad | metal_nut | 10 | I | cutmix_bce | 0.810 ± 0.010 (3) | 0.763 | +0.047 |" in outputs
+    assert "| metal_nut | 0.763 | 0.952 | 0.989 | 1.000 |" in outputs      # the paper's row, run by us
+    note = glued["coverage_note"]
+    assert "metal_nut" not in note                  # all 21 of its runs are there
+    assert "**mvtec_ad / grid**: none of sweep table1-cpu's 21 runs" in note and "row for grid" in note
+    assert "**magnetic_tile**: none of" in note and note.rstrip().endswith("The paper's Table 1 has no row for it.")
+    assert "mvtec_ad / metal_nut" in glued["claims"]
 
 
 @pytest.mark.slow

@@ -747,6 +747,9 @@ def test_sweep_progress_says_what_is_not_recorded_yet():
     assert "The paper's Table 1 row for metal_nut" in text and "grid" not in text
     hard = tables.render_progress(tables.sweep_progress(records, configs, setting="hard"), "table2")
     assert "The paper's values for it:" in hard and "| 10 | **mean** | — | 0.965 |" in hard
+    other = tables.render_progress(none, "table1", present={("mvtec_ad", "metal_nut")})
+    assert "none of the sweep's 4 runs of it is in these results; its rows above come from other runs" in other
+    assert "Table 1 row" not in other
     mt = [{"dataset": "magnetic_tile", "category": "magnetic_tile", "n_runs": 2, "n_recorded": 0}]
     assert "The paper's Table 2 has no row for it." in tables.render_progress(mt, "table2")
     assert tables.render_progress(prog[:1], "table1") == ""
