@@ -40,7 +40,9 @@ EXPECTED = {
                 "coverage_note", "differences"), None),
     "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
                         "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
-                        "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences"), None),
+                        "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences",
+                        "nut_status", "nut_table", "nut_claims", "nut_paper_claim", "nut_differences",
+                        "nut_differences_source"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
 READS_RESULTS = {"table1", "generalisation"}
@@ -426,10 +428,55 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
     assert "0.935 † (types: 0.953)" in outputs and "No table of ours" in outputs
     assert "prints DRA's mean as 0.935, but its 5 per-type values average 0.953" in glued["published_errata"]
     assert "none yet" in glued["our_setups"]
+    # metal_nut, the paper's class: the paper's values alone, said so; the differences from the sweep
+    assert "No metal_nut record of ours yet" in glued["nut_status"]
+    assert "none of the sweep's 48 metal_nut runs has been recorded" in glued["nut_status"]
+    assert "| 10 | **mean** | — | 0.965 | — | 0.945 | — | 0.987 |" in glued["nut_table"]
+    assert "cannot say yet" in glued["nut_claims"] and "ATAC-Net 0.987, DevNet 0.965, DRA 0.945" in glued["nut_paper_claim"]
+    assert "the sweep file's metal_nut runs (no records yet)" in glued["nut_differences_source"]
+    assert "DRA (`dra`), against DRA's own paper" in glued["nut_differences"]
     assert "| ours |" not in outputs
     assert not (tmp_path / "out").exists()
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pngs == 1                                # the example images only
+
+
+@pytest.mark.slow
+def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root):
+    """Records of the sweep's metal_nut runs (made here, from its configs: ATAC-Net above DRA above
+    DevNet): the Metal Nut section sets them beside the paper's rows and judges the claim."""
+    from atac.results import load_records
+    from atac.sweep import load_sweep
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    runs = [r.config.to_dict() for r in load_sweep(ROOT / "paper_runs" / "table2-cpu.yaml").runs]
+    nut = [c for c in runs if c["category"] == "metal_nut"]
+    auroc = {"deviation": 0.70, "dra": 0.80, "atac": 0.90}
+    results = tmp_path / "t2.jsonl"
+    results.write_text("".join(json.dumps(dict(base, method=c["method"], seed=c["seed"], shots=c["shots"],
+                                               dataset="mvtec_ad", category="metal_nut", setting="hard",
+                                               known_type=c["known_type"], config=c,
+                                               image_auroc=auroc[c["method"]] + 0.01 * c["seed"])) + "\n"
+                               for c in nut))
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "generalisation")
+    params.update(data_root=str(synth_root), results=str(results), out_dir=None, profile="test")
+    nb = _execute("generalisation", params, tmp_path)
+    glued = _check_glue("generalisation", nb)
+    assert int(glued["n_records"]) == len(nut) == 48
+    assert "48 metal_nut records" in glued["nut_status"] and "(48 of the sweep's 48 metal_nut runs)" in glued["nut_status"]
+    table = glued["nut_table"]
+    assert "ours (mobilenet_v2, cpu: 3 epochs × 20 steps, batch 16, 224 px" in table
+    assert "| 10 | flip | 0.710 ± 0.010 (3) | 0.987 | 0.810 ± 0.010 (3) | 0.913 | 0.910 ± 0.010 (3) | 0.991 |" in table
+    assert "| 1 | **mean** | 0.700 (1) | 0.855 | 0.800 (1) | 0.932 | 0.900 (1) | 0.956 |" in table
+    claims = glued["nut_claims"]
+    assert "mvtec_ad / metal_nut, 10 known anomalies of one type" in claims and "over all 4 known types" in claims
+    assert "The paper's claim (ATAC-Net above both) holds here." in claims
+    assert "On the paper's own values for this class it holds" in claims
+    diffs = glued["nut_differences"]
+    assert "DevNet (`deviation`) and ATAC-Net (`atac`), against the paper" in diffs and "epochs 3 (the paper: 30)" in diffs
+    assert "CLAHE off, normalisation constants ImageNet's" in diffs
+    assert "its records' configs" in glued["nut_differences_source"]
 
 
 @pytest.mark.slow

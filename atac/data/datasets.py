@@ -241,7 +241,7 @@ def real_data_note(data_root: str | Path | None, found: list[tuple[str, str]],
     """What a page was given of real data, as a sentence or two for the book: "No folder of real
     data was given ...", or "Real data from ROOT: mvtec_ad/grid, ..." and :func:`missing_note`."""
     if data_root is None:
-        return "No folder of real data was given (`real_data_root`): synthetic data only."
+        return "No folder of real data was given (the real_data_root parameter): synthetic data only."
     names = ", ".join(f"{d}/{c}" for d, c in found) or "none of the data sets asked for"
     return f"Real data from {data_root}: {names}. {missing_note(missing, data_root)}".strip()
 
