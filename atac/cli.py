@@ -25,7 +25,7 @@ from .methods import METHODS
 
 HELP = {
     "dataset": f"dataset: {' | '.join(DATASETS)} (default: synthetic, generated on first use)",
-    "category": "category: an MVTec AD category (grid, ...) or a synthetic one (weave, ...)",
+    "category": "category: an MVTec AD category (grid, metal_nut, ...) or a synthetic one (weave, ...)",
     "data_root": "folder holding <dataset>/... (default: $ATAC_DATA_ROOT; synthetic: the atac cache)",
     "method": "method recipe (see `atac methods`): atac, gradcam_zoom, deviation, cutmix_bce, weighted_ce, dra",
     "backbone": "resnet50 (the paper's) | resnet18 | mobilenet_v2",
@@ -376,6 +376,10 @@ def _render_table(args, records: list[dict]) -> int:
             if views:
                 text += ("\nATAC-Net's two views on their own (view_auroc, mean image AUROC over the "
                          "runs):\n\n" + tables.render_view_summary(views) + "\n")
+            # the paper's own classes (tile, metal_nut) also in its layout, ours beside its values
+            paper_classes = {(p["dataset"], p["category"]) for p in tables.published_table2()}
+            for ds, cat in sorted({(r["dataset"], r["category"]) for r in rows} & paper_classes):
+                text += "\n" + tables.render_class_table2(rows, ds, cat)
     else:
         rows = tables.table1_rows(records, metric=args.metric)
         text = tables.render_table1(rows, fmt=args.format)
@@ -389,6 +393,15 @@ def _render_table(args, records: list[dict]) -> int:
                 text += "\nLadder order (the paper: atac > deviation > weighted_ce > cutmix_bce), ten anomalies:\n"
                 text += "".join(f"- {v['dataset']} / {v['category']} ({v['backbone']}): {v['verdict']}\n"
                                 for v in verdicts)
+    if args.format == "markdown":
+        setting = "hard" if args.which == "table2" else "general"
+        text += _sweep_notes(args.sweep, records, args.which, setting,
+                             {(r["dataset"], r["category"]) for r in rows})
+        notes = tables.setup_differences([r["config"] for r in records if r.get("setting") == setting
+                                          and isinstance(r.get("config"), dict)])
+        if notes:
+            text += ("\nWhat differs from the paper's runs (from the records' configs):\n"
+                     + "".join(f"- {n}\n" for n in notes))
     if args.out:
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -405,6 +418,24 @@ def _render_table(args, records: list[dict]) -> int:
         figure(rows, args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)
     return 0
+
+
+def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, setting: str,
+                 present: set[tuple[str, str]]) -> str:
+    """For ``atac table --sweep FILE``: how many of each class's runs of the sweep the records hold,
+    and, for a class with none yet, the paper's values for it (atac.tables.render_progress)."""
+    from . import tables
+    from .sweep import load_sweep
+
+    text = ""
+    for f in sweep_files or []:
+        sw = load_sweep(f)
+        progress = tables.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
+        n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+        text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} {setting}-setting runs are in these "
+                 "results" + (", all of them.\n" if n_rec == n_runs else ":\n"))
+        text += tables.render_progress(progress, which, sweep_name=f"sweep {sw.name}", present=present)
+    return text
 
 
 def cmd_reproduce(args) -> int:
@@ -518,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image_auroc (default), image_auprc, pixel_auroc")
     tb.add_argument("--out", help="write the table to this file instead of printing it")
     tb.add_argument("--figure", help="also save the figure (PNG, PDF or SVG by extension)")
+    tb.add_argument("--sweep", action="append", default=[], metavar="FILE",
+                    help="the sweep file that fills these results (repeatable): Markdown output then "
+                         "says how many of each class's runs are recorded, and shows the paper's "
+                         "values for a class with none yet (e.g. metal_nut before its runs)")
     tb.set_defaults(func=cmd_table)
 
     cp = sub.add_parser("compare", help="paired differences of arms against a baseline, with 95% intervals",

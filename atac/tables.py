@@ -14,7 +14,11 @@ Table 1: :func:`published_table1`, :func:`table1_rows`, :func:`render_table1`, :
 :func:`ladder_order`, :func:`ladder_pairs`. Recorded results, file by file: :func:`recorded_results`,
 :func:`describe_setups`. Table 2 (hard setting: DevNet, DRA, ATAC-Net per known defect type):
 :func:`published_table2`, :func:`table2_rows`, :func:`render_table2`, :func:`render_published_table2`,
-:func:`table2_figure`, :func:`table2_claims`.
+:func:`table2_figure`, :func:`table2_claims`. One class in the paper's Table 2 layout, ours beside
+the paper's (e.g. metal_nut): :func:`render_class_table2`; what a sweep has not recorded yet, with
+the paper's values for a class without runs: :func:`sweep_progress`, :func:`render_progress`,
+:func:`paper_table1_sentence`; what differs from the paper's runs, from the configs:
+:func:`setup_differences`.
 """
 
 from __future__ import annotations
@@ -1173,3 +1177,222 @@ def render_view_summary(rows: list[dict]) -> str:
             f"{r['zoom_better']} of {n}" if n else "—", f"{r['final_better']} of {n}" if n else "—",
         ]) + " |")
     return "\n".join(lines)
+
+
+# ============================================================ a paper class beside ours; coverage
+def render_class_table2(rows: list[dict], dataset: str = "mvtec_ad", category: str = "metal_nut") -> str:
+    """One class of Table 2 in the paper's layout, ours beside the paper's: a line per number of
+    known anomalies and known type (the mean over types last), per method two columns, ours and the
+    paper's (DevNet = our ``deviation`` recipe, DRA, ATAC-Net).
+
+    Args:
+        rows: from :func:`table2_rows` (rows of other classes are ignored; there may be none of this
+            class: then the table is the paper's values only, ours "—", and the caption says so).
+        dataset, category: the class (the paper's Table 2 classes are ``mvtec_ad`` tile and metal_nut;
+            for another class the paper's columns are "—").
+    Returns:
+        Markdown ending in a newline: a caption naming the class and our setup, then one table per
+        setup (backbone and budget) of ours, never pooled; the paper's erratum marked † as in
+        :func:`render_table2`. Raises ValueError when neither we nor the paper have the class.
+    """
+    mine = [r for r in rows if (r["dataset"], r["category"]) == (dataset, category)]
+    paper = {k: p for k, p in _paper2_lookup().items() if dataset == "mvtec_ad" and k[0] == category}
+    if not mine and not paper:
+        raise ValueError(f"no rows of {dataset}/{category} and no Table 2 values of the paper for it")
+    name = f"{dataset} / {category}"
+    setups = sorted({(r["backbone"], r["budget"]) for r in mine}, key=str) or [None]
+    methods = sorted({r["method"] for r in mine} | set(TABLE2_ORDER), key=_method2_key)
+    out = []
+    for setup in setups:
+        here = [r for r in mine if setup is not None and (r["backbone"], r["budget"]) == setup]
+        by = {(r["shots"], r["known_type"], r["method"]): r for r in here}
+        keys = sorted({(k[2], k[1]) for k in paper} | {(k[0], k[1]) for k in by},
+                      key=lambda k: (k[0], _type_key(k[1])))
+        if setup is None:
+            caption = (f"**{name}**, hard setting: no runs of ours in these results, so only the "
+                       f"paper's values are shown (ResNet-50; {CITATION}, Table 2).")
+        else:
+            caption = (f"**{name}**, hard setting, image AUROC on the unseen types: ours ({setup[0]}, "
+                       f"{setup[1]}; mean ± sample std (n seeds)) beside the paper's (ResNet-50; "
+                       f"{CITATION}, Table 2).")
+        head = ["M", "known type"] + [f"{PAPER_NAMES.get(m, m)} {w}" for m in methods
+                                      for w in ("ours", "paper")]
+        lines = [caption, "", "| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 2)]
+        for shots, kt in keys:
+            cells = [str(shots), f"**{MEAN}**" if kt == MEAN else kt]
+            for m in methods:
+                r = by.get((shots, kt, m))
+                p = paper.get((category, kt, shots, m))
+                cells.append(MISSING if r is None else (
+                    f"{r['mean']:.3f} (no common seed)" if r["n"] == 0 else _ours(r)))
+                cells.append(MISSING if p is None else _paper_cell(p["image_auroc"], p["types_mean"],
+                                                                   p["erratum"]))
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines) + "\n")
+    errata = sorted({p["erratum"] for p in paper.values() if p["erratum"]})
+    return "\n".join(out) + _erratum_note(errata)
+
+
+def paper_table1_sentence(category: str) -> str | None:
+    """The paper's Table 1 row of an MVTec AD class as a sentence ("The paper's Table 1 row for
+    metal_nut (ResNet-50, its budget, ten anomalies): I cutmix_bce 0.763, ..."), or None when the
+    class has no row there."""
+    paper = _paper_lookup()
+    vals = [(m, paper[(category, m)]) for m in LADDER if (category, m) in paper]
+    if not vals or category == "mean":
+        return None
+    return (f"The paper's Table 1 row for {category} (ResNet-50, its budget, ten anomalies): "
+            + ", ".join(f"{LADDER[m]} {m} {v:.3f}" for m, v in vals) + ".")
+
+
+def sweep_progress(records: list[dict], configs: list[dict], setting: str | None = None) -> list[dict]:
+    """Per class of a sweep: how many of its runs the records hold.
+
+    Args:
+        records: results records (``metrics.json`` dicts, each with its ``config``).
+        configs: the sweep's run configs (``RunConfig.to_dict()`` of each run of
+            ``atac.sweep.load_sweep(FILE).runs``).
+        setting: only the sweep's runs of this setting ("general" for Table 1, "hard" for Table 2);
+            None: all.
+    Returns:
+        One dict per (dataset, category) of the sweep's runs, in the sweep's order: ``dataset``,
+        ``category``, ``n_runs``, ``n_recorded`` (runs with a record of the same run, i.e. equal
+        :func:`atac.config.identity` of the configs, as ``atac sweep --list`` counts them).
+    """
+    from .config import identity
+
+    have = {_identity_key(identity(r["config"])) for r in records if isinstance(r.get("config"), dict)}
+    out: dict[tuple, dict] = {}
+    for c in configs:
+        if setting is not None and c.get("setting") != setting:
+            continue
+        key = (c["dataset"], c["category"])
+        row = out.setdefault(key, {"dataset": key[0], "category": key[1], "n_runs": 0, "n_recorded": 0})
+        row["n_runs"] += 1
+        row["n_recorded"] += _identity_key(identity(c)) in have
+    return list(out.values())
+
+
+def _identity_key(d: dict) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def render_progress(progress: list[dict], which: str, sweep_name: str = "the sweep",
+                    present: set[tuple[str, str]] | None = None) -> str:
+    """What :func:`sweep_progress` says, as Markdown for under a table: one line per class whose runs
+    are not all in the results. A class with none of them recorded says so and shows the paper's
+    values for it instead (Table 1: :func:`paper_table1_sentence`; Table 2: the paper-only
+    :func:`render_class_table2`), so that a table without them is not read as complete.
+
+    Args:
+        progress: from :func:`sweep_progress`.
+        which: "table1" or "table2".
+        sweep_name: how to name the sweep in the text.
+        present: the (dataset, category) classes the table has rows of (None: unknown); a class
+            with rows but none of the sweep's runs is said to have rows from other runs.
+    Returns:
+        The text ("" when every class is complete), ending in a newline when not empty.
+    Raises:
+        ValueError: ``which`` is neither.
+    """
+    if which not in ("table1", "table2"):
+        raise ValueError(f"which must be table1 or table2, got {which!r}")
+    parts = []
+    for p in progress:
+        name = p["category"] if p["category"] == p["dataset"] else f"{p['dataset']} / {p['category']}"
+        if p["n_recorded"] == p["n_runs"]:
+            continue
+        if p["n_recorded"]:
+            parts.append(f"- **{name}**: {p['n_recorded']} of {sweep_name}'s {p['n_runs']} runs are in "
+                         "these results; its rows above are over those only.\n")
+            continue
+        if present is not None and (p["dataset"], p["category"]) in present:
+            parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
+                         "results; its rows above come from other runs (other configs).\n")
+            continue
+        parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
+                     "results yet, so the table has no row of ours for it.")
+        if p["dataset"] == "mvtec_ad" and which == "table1":
+            sentence = paper_table1_sentence(p["category"])
+            parts[-1] += f" {sentence}" if sentence else " The paper's Table 1 has no row for it."
+            parts[-1] += "\n"
+        elif p["dataset"] == "mvtec_ad" and any(k[0] == p["category"] for k in _paper2_lookup()):
+            parts[-1] += " The paper's values for it:\n\n" + render_class_table2(
+                [], p["dataset"], p["category"])
+        else:
+            parts[-1] += f" The paper's {'Table 1' if which == 'table1' else 'Table 2'} has no row for it.\n"
+    return "".join(parts)
+
+
+# What the paper's runs used, per method: the ladder's and DevNet's and ATAC-Net's rows are the
+# `paper` preset (ResNet-50, 224 px, 30 epochs x 20 steps x batch 48, CLAHE, the printed constants).
+# The supplement does not say how its DRA rows were run, so DRA is set against DRA's own paper,
+# the `dra` preset (ResNet-18 at 448 px, two scales, five reference normals, ImageNet constants, no
+# CLAHE). Fields: (config key, label, unit).
+SETUP_FIELDS = (("backbone", "backbone", ""), ("weights", "weights", ""), ("image_size", "input size", " px"),
+                ("epochs", "epochs", ""), ("steps_per_epoch", "steps per epoch", ""),
+                ("batch_size", "batch", ""), ("lr", "learning rate", ""),
+                ("lr_step", "learning rate / 10 every", " epochs"), ("clahe", "CLAHE", ""),
+                ("normalization", "normalisation constants", ""))
+DRA_SETUP_FIELDS = (("dra_scales", "pyramid scales", ""), ("dra_ref_size", "reference normals", ""))
+
+
+NORMALIZATION_NAMES = {"paper": "the supplement's printed ones (CLIP's)", "imagenet": "ImageNet's"}
+
+
+def _setup_value(key: str, v, unit: str) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if key == "normalization":
+        return NORMALIZATION_NAMES.get(v, str(v))
+    return f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+
+def setup_differences(configs: list[dict]) -> list[str]:
+    """What differs from the paper's runs, per method, generated from run configs.
+
+    Args:
+        configs: run configs (a record's ``config``, or ``RunConfig.to_dict()``).
+    Returns:
+        One sentence per group of methods with the same differences, e.g. "DevNet (`deviation`) and
+        ATAC-Net (`atac`), against the paper: backbone mobilenet_v2 (the paper: resnet50); epochs 3
+        (the paper: 30); ... The same as the paper: input size 224 px, CLAHE on, ...". The reference
+        is the paper's setup (the ``paper`` preset) for every method but DRA, which is set against
+        DRA's own paper (the ``dra`` preset; the supplement does not say how its DRA rows were run);
+        a field with several values across the configs lists them all ("3 or 15"). Empty when
+        ``configs`` is empty.
+    """
+    from .config import preset
+
+    by_method: dict[str, list[dict]] = {}
+    for c in configs:
+        by_method.setdefault(str(c.get("method")), []).append(c)
+    texts: dict[str, list[str]] = {}
+    for method in sorted(by_method, key=_method_key):
+        cs = by_method[method]
+        is_dra = method == "dra"
+        ref = preset("dra" if is_dra else "paper").to_dict()
+        ref_name = "DRA's paper" if is_dra else "the paper"
+        diff, same = [], []
+        for key, label, unit in SETUP_FIELDS + (DRA_SETUP_FIELDS if is_dra else ()):
+            vals = sorted({c[key] for c in cs if key in c}, key=str)
+            if not vals:
+                continue
+            ours = " or ".join(_setup_value(key, v, unit) for v in vals)
+            if vals == [ref[key]]:
+                same.append(f"{label} {ours}")
+            else:
+                diff.append(f"{label} {ours} ({ref_name}: {_setup_value(key, ref[key], unit)})")
+        against = ("against DRA's own paper (the `dra` preset; the supplement does not say how its "
+                   "DRA rows were run)" if is_dra else "against the paper (the `paper` preset)")
+        text = f"{against}: " + ("; ".join(diff) if diff else "nothing differs") + (
+            f". The same as {ref_name}: " + ", ".join(same) if same and diff else "") + "."
+        texts.setdefault(text, []).append(method)
+    out = []
+    for text, methods in texts.items():
+        names = [f"{PAPER_NAMES[m]} (`{m}`)" if m in PAPER_NAMES else f"`{m}`" for m in methods]
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append(f"{who}, {text}")
+    return out

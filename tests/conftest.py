@@ -33,6 +33,21 @@ def real_root() -> Path:
     return Path(REAL_ROOT)
 
 
+METAL_NUT_HOW = "build it with ../shared/data/get_metal_nut.sh (see ../shared/data/README.md)"
+
+
+def metal_nut_root() -> Path:
+    """$ATAC_DATA_ROOT when it holds MVTec AD metal_nut (``mvtec_ad/metal_nut/``), else skip, saying
+    why: the shared data folder of CI has grid and Magnetic Tile only (metal_nut is too large for
+    it), and a data root with metal_nut is built by ``../shared/data/get_metal_nut.sh``."""
+    if not REAL_ROOT or not Path(REAL_ROOT).is_dir():
+        pytest.skip(f"metal_nut not under ATAC_DATA_ROOT (not set): {METAL_NUT_HOW}")
+    root = Path(REAL_ROOT)
+    if not (root / "mvtec_ad" / "metal_nut" / "train" / "good").is_dir():
+        pytest.skip(f"metal_nut not under ATAC_DATA_ROOT ({root} has no mvtec_ad/metal_nut/): {METAL_NUT_HOW}")
+    return root
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "user_cache: use the user's atac cache (fetched weights)")
 

@@ -36,11 +36,13 @@ EXPECTED = {
                                                   "train_zoom_rate_normal", "train_zoom_rate_anomalous"),
                                   "gradcam_zoom"),
     "ladder/step5_atac": (LADDER_GLUED + ("zoom_rate_normal", "zoom_rate_anomalous"), "atac"),
-    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups", "setups"),
-               None),
+    "table1": (("results_file", "n_records", "source_note", "n_sweep_runs", "claims", "n_groups", "setups",
+                "coverage_note", "differences"), None),
     "generalisation": (("known_type", "unseen_types", "n_train_anomalous", "n_test_normal",
                         "n_test_anomalous", "results_file", "n_records", "results_note", "claims",
-                        "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences"), None),
+                        "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences",
+                        "nut_status", "nut_table", "nut_claims", "nut_paper_claim", "nut_differences",
+                        "nut_differences_source"), None),
     "zoom_study": (("status", "verdicts", "n_comparisons"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
@@ -51,13 +53,13 @@ COMPANION = {
     "intro": ("answer", "paper_mean_atac", "paper_grid_atac", "paper_grid_deviation", "measured_table", "n_records",
               "results_files", "measured_setups"),
     "data_preprocessing": ("data_sources", "clahe_contrast", "grayscale", "norm_table", "sd_ratio_min",
-                           "sd_ratio_max", "mean_shift"),
+                           "sd_ratio_max", "mean_shift", "colour_clahe", "real_note"),
     "pseudo_anomalies": ("auroc_deviation_with", "auroc_deviation_without", "auroc_atac_with",
                          "auroc_atac_without", "pseudo_lines", "n_runs", "budget", "profile"),
     "crop_threshold": ("test_time_table", "trained_note", "recorded_w", "trained_auroc", "w_sentence",
-                       "budget", "profile"),
+                       "budget", "profile", "data_sources", "trained_runs", "real_note"),
     "figure1": ("figure1_table", "figure1_sentences", "pixel_auroc_attention", "pixel_auroc_gradcam",
-                "covered50_attention", "covered50_gradcam", "sources"),
+                "covered50_attention", "covered50_gradcam", "sources", "real_note"),
     "errata": ("norm_table", "loss_table", "table2_errata", "n_table2_errata", "found", "zoom_verdict",
                "found_setups"),
     "run_it_yourself": ("demo_category", "outputs", "n_copied", "image_auroc", "budget", "profile"),
@@ -439,6 +441,47 @@ def test_table1_chapter_states_the_claims_from_a_ladder_results_file(tmp_path):
     assert "(V > III): not supported: atac 0.905 < deviation 0.955 (-0.050; paired over 2 seeds: -0.050 [-0.050, -0.050]" in claims
     assert "(the paper: 0.988 vs 0.947)" in claims
     assert "mobilenet_v2 (not the paper's ResNet-50) at the budget cpu: 15 epochs" in glued["setups"]
+    # the sweep's metal_nut runs are not in this file: said, with the paper's row for it
+    assert "**mvtec_ad / metal_nut**: none of sweep table1-cpu's 21 runs" in glued["coverage_note"]
+    assert "I cutmix_bce 0.763, II weighted_ce 0.952, III deviation 0.989, V atac 1.000" in glued["coverage_note"]
+    outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "| metal_nut (no run of ours yet) | 0.763 | 0.952 | 0.989 | 1.000 |" in outputs
+    assert "| grid | 0.729 |" in outputs
+    # what differs from the paper's runs, from the records' configs (DRA against DRA's own paper)
+    assert "ATAC-Net (`atac`), against the paper (the `paper` preset): backbone mobilenet_v2" in glued["differences"]
+    assert "DRA (`dra`), against DRA's own paper" in glued["differences"]
+
+
+@pytest.mark.slow
+def test_table1_chapter_shows_metal_nut_beside_the_paper(tmp_path):
+    """Records of the sweep's metal_nut runs (made here, from its configs): its rows carry the paper's
+    Table 1 values, and the classes the records lack are named with the paper's row where it has one."""
+    from atac.results import load_records
+    from atac.sweep import load_sweep
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    runs = [r.config.to_dict() for r in load_sweep(ROOT / "paper_runs" / "table1-cpu.yaml").runs]
+    nut = [c for c in runs if c["category"] == "metal_nut"]
+    results = tmp_path / "nut.jsonl"
+    results.write_text("".join(json.dumps(dict(base, method=c["method"], seed=c["seed"], shots=c["shots"],
+                                               dataset="mvtec_ad", category="metal_nut", setting="general",
+                                               image_auroc=0.80 + 0.01 * c["seed"], config=c)) + "\n"
+                               for c in nut))
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "table1")
+    params.update(results=str(results), out_dir=None, profile="test", extra_results=[])
+    nb = _execute("table1", params, tmp_path)
+    glued = _check_glue("table1", nb)
+    assert int(glued["n_records"]) == len(nut) == 21
+    outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "| mvtec_ad | metal_nut | 10 | V | atac | 0.810 ± 0.010 (3) | 1.000 | -0.190 |" in outputs
+    assert "| mvtec_ad | metal_nut | 10 | I | cutmix_bce | 0.810 ± 0.010 (3) | 0.763 | +0.047 |" in outputs
+    assert "| metal_nut | 0.763 | 0.952 | 0.989 | 1.000 |" in outputs      # the paper's row, run by us
+    note = glued["coverage_note"]
+    assert "metal_nut" not in note                  # all 21 of its runs are there
+    assert "**mvtec_ad / grid**: none of sweep table1-cpu's 21 runs" in note and "row for grid" in note
+    assert "**magnetic_tile**: none of" in note and note.rstrip().endswith("The paper's Table 1 has no row for it.")
+    assert "mvtec_ad / metal_nut" in glued["claims"]
 
 
 @pytest.mark.slow
@@ -460,10 +503,55 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
     assert "0.935 † (types: 0.953)" in outputs and "No table of ours" in outputs
     assert "prints DRA's mean as 0.935, but its 5 per-type values average 0.953" in glued["published_errata"]
     assert "none yet" in glued["our_setups"]
+    # metal_nut, the paper's class: the paper's values alone, said so; the differences from the sweep
+    assert "No metal_nut record of ours yet" in glued["nut_status"]
+    assert "none of the sweep's 48 metal_nut runs has been recorded" in glued["nut_status"]
+    assert "| 10 | **mean** | — | 0.965 | — | 0.945 | — | 0.987 |" in glued["nut_table"]
+    assert "cannot say yet" in glued["nut_claims"] and "ATAC-Net 0.987, DevNet 0.965, DRA 0.945" in glued["nut_paper_claim"]
+    assert "the sweep file's metal_nut runs (no records yet)" in glued["nut_differences_source"]
+    assert "DRA (`dra`), against DRA's own paper" in glued["nut_differences"]
     assert "| ours |" not in outputs
     assert not (tmp_path / "out").exists()
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pngs == 1                                # the example images only
+
+
+@pytest.mark.slow
+def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root):
+    """Records of the sweep's metal_nut runs (made here, from its configs: ATAC-Net above DRA above
+    DevNet): the Metal Nut section sets them beside the paper's rows and judges the claim."""
+    from atac.results import load_records
+    from atac.sweep import load_sweep
+
+    base = load_records(ROOT / "paper_runs" / "results" / "first-runs-cpu.jsonl")[0]
+    runs = [r.config.to_dict() for r in load_sweep(ROOT / "paper_runs" / "table2-cpu.yaml").runs]
+    nut = [c for c in runs if c["category"] == "metal_nut"]
+    auroc = {"deviation": 0.70, "dra": 0.80, "atac": 0.90}
+    results = tmp_path / "t2.jsonl"
+    results.write_text("".join(json.dumps(dict(base, method=c["method"], seed=c["seed"], shots=c["shots"],
+                                               dataset="mvtec_ad", category="metal_nut", setting="hard",
+                                               known_type=c["known_type"], config=c,
+                                               image_auroc=auroc[c["method"]] + 0.01 * c["seed"])) + "\n"
+                               for c in nut))
+    build = _build_module()
+    params = build.chapter_params(build.load_params("ci"), "generalisation")
+    params.update(data_root=str(synth_root), results=str(results), out_dir=None, profile="test")
+    nb = _execute("generalisation", params, tmp_path)
+    glued = _check_glue("generalisation", nb)
+    assert int(glued["n_records"]) == len(nut) == 48
+    assert "48 metal_nut records" in glued["nut_status"] and "(48 of the sweep's 48 metal_nut runs)" in glued["nut_status"]
+    table = glued["nut_table"]
+    assert "ours (mobilenet_v2, cpu: 3 epochs × 20 steps, batch 16, 224 px" in table
+    assert "| 10 | flip | 0.710 ± 0.010 (3) | 0.987 | 0.810 ± 0.010 (3) | 0.913 | 0.910 ± 0.010 (3) | 0.991 |" in table
+    assert "| 1 | **mean** | 0.700 (1) | 0.855 | 0.800 (1) | 0.932 | 0.900 (1) | 0.956 |" in table
+    claims = glued["nut_claims"]
+    assert "mvtec_ad / metal_nut, 10 known anomalies of one type" in claims and "over all 4 known types" in claims
+    assert "The paper's claim (ATAC-Net above both) holds here." in claims
+    assert "On the paper's own values for this class it holds" in claims
+    diffs = glued["nut_differences"]
+    assert "DevNet (`deviation`) and ATAC-Net (`atac`), against the paper" in diffs and "epochs 3 (the paper: 30)" in diffs
+    assert "CLAHE off, normalisation constants ImageNet's" in diffs
+    assert "its records' configs" in glued["nut_differences_source"]
 
 
 @pytest.mark.slow
@@ -641,6 +729,9 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
     elif name == "data_preprocessing":
         assert 0.7 < float(glued["sd_ratio_min"]) <= float(glued["sd_ratio_max"]) < 0.95
         assert "synthetic/grid: 2 of 2 images shown have three equal channels" in glued["grayscale"]
+        # CLAHE on a colour image (weave) moves lightness, not colour; grid (gray) has no row there
+        assert "| synthetic/weave | 2 |" in glued["colour_clahe"] and "synthetic/grid" not in glued["colour_clahe"]
+        assert "synthetic data only" in glued["real_note"]
         assert "0.48145466" in glued["norm_table"] or "0.4815" in glued["norm_table"]
         assert pngs >= 5
     elif name == "pseudo_anomalies":
@@ -652,7 +743,8 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
     elif name == "crop_threshold":
         table = glued["test_time_table"]
         assert all(f"| {w:g}" in table for w in params["thresholds"]) and "(trained)" in table
-        assert "2 networks, one per w" in glued["trained_note"]
+        assert "2 networks per data set, one per w" in glued["trained_note"]
+        assert glued["data_sources"] == "'synthetic/weave'" and "| synthetic/weave | 0.5 (trained) |" in table
         assert "w = 0.5" in glued["recorded_w"]            # the recorded runs all use w = 0.5
         # each file, setting and known type on its own
         assert "| first-runs-cpu.jsonl | mvtec_ad/grid | general | mobilenet_v2 |" in glued["recorded_w"]

@@ -35,3 +35,25 @@ def test_methods_and_help(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     assert "--known-type" in capsys.readouterr().out
+
+
+def test_find_sources_names_what_a_data_root_lacks(tmp_path):
+    """The book's real-data chapters show what a data root holds of grid, metal_nut and Magnetic
+    Tile (``../shared/data`` has no metal_nut) and say what it lacks, with how to get metal_nut."""
+    from atac.data.datasets import REAL_SOURCES, find_sources, missing_note, real_data_note
+
+    (tmp_path / "mvtec_ad" / "grid" / "train" / "good").mkdir(parents=True)
+    (tmp_path / "magnetic_tile" / "MT_Free" / "Imgs").mkdir(parents=True)
+    found, missing = find_sources(tmp_path)
+    assert found == [("mvtec_ad", "grid"), ("magnetic_tile", "magnetic_tile")]
+    assert missing == [("mvtec_ad", "metal_nut")] and len(REAL_SOURCES) == 3
+    note = missing_note(missing, tmp_path)
+    assert note.startswith(f"Not under {tmp_path}, so not shown: mvtec_ad/metal_nut (")
+    assert "get_metal_nut.sh" in note and missing_note([], tmp_path) == ""
+    (tmp_path / "mvtec_ad" / "metal_nut" / "test").mkdir(parents=True)
+    assert find_sources(tmp_path, [("mvtec_ad", "metal_nut"), ("mvtec_ad", "carpet")]) == (
+        [("mvtec_ad", "metal_nut")], [("mvtec_ad", "carpet")])
+    assert find_sources(tmp_path / "nowhere") == ([], list(REAL_SOURCES))
+    assert real_data_note(None, [], []).startswith("No folder of real data was given")
+    assert real_data_note(tmp_path, found, []) == f"Real data from {tmp_path}: mvtec_ad/grid, magnetic_tile/magnetic_tile."
+    assert real_data_note(tmp_path, found, missing).endswith(note)

@@ -503,13 +503,13 @@ def test_table2_sweep_files():
     from atac.sweep import load_sweep
 
     cpu = load_sweep(REPO / "paper_runs" / "table2-cpu.yaml").runs
-    assert len(cpu) == 120
+    assert len(cpu) == 168 == (5 + 5 + 4) * 3 * 4
     assert {r.config.setting for r in cpu} == {"hard"}
     assert {r.config.backbone for r in cpu} == {"mobilenet_v2"} and {r.config.image_size for r in cpu} == {224}
-    for ds, types in (("mvtec_ad", tables.DEFECT_TYPES[("mvtec_ad", "grid")]),
-                      ("magnetic_tile", tables.DEFECT_TYPES[("magnetic_tile", "magnetic_tile")])):
+    for ds, cat in (("mvtec_ad", "grid"), ("magnetic_tile", "magnetic_tile"), ("mvtec_ad", "metal_nut")):
+        types = tables.DEFECT_TYPES[(ds, cat)]
         for m in tables.TABLE2_ORDER:
-            mine = [r.config for r in cpu if r.config.dataset == ds and r.config.method == m]
+            mine = [r.config for r in cpu if (r.config.dataset, r.config.category, r.config.method) == (ds, cat, m)]
             assert sorted({c.known_type for c in mine}) == sorted(types)
             assert sorted((c.shots, c.seed) for c in mine if c.known_type == types[0]) == [
                 (1, 0), (10, 0), (10, 1), (10, 2)]
@@ -532,6 +532,22 @@ def test_table2_sweep_files():
     for cat in ("tile", "metal_nut"):
         assert sorted({r.config.known_type for r in gpu if r.config.category == cat}) == \
             sorted(tables.DEFECT_TYPES[("mvtec_ad", cat)])
+
+
+def test_table1_sweep_file():
+    """The ladder's CPU sweep: the same 21 runs on grid, Magnetic Tile and metal_nut, one budget."""
+    from atac.sweep import load_sweep
+
+    runs = [r.config for r in load_sweep(REPO / "paper_runs" / "table1-cpu.yaml").runs]
+    assert len(runs) == 63 and {c.setting for c in runs} == {"general"}
+    assert {(c.backbone, c.weights, c.image_size) for c in runs} == {("mobilenet_v2", "imagenet", 224)}
+    assert len({tables.budget({"config": c.to_dict()}) for c in runs}) == 1
+    ladder = ["cutmix_bce", "weighted_ce", "deviation", "gradcam_zoom", "atac"]
+    want = sorted([(m, 10, s) for m in ladder for s in (0, 1, 2)] +
+                  [(m, 1, s) for m in ("deviation", "atac") for s in (0, 1, 2)])
+    for ds, cat in (("mvtec_ad", "grid"), ("magnetic_tile", "magnetic_tile"), ("mvtec_ad", "metal_nut")):
+        assert sorted((c.method, c.shots, c.seed) for c in runs
+                      if (c.dataset, c.category) == (ds, cat)) == want
 
 
 def test_cli_table2(tmp_path, capsys):
@@ -628,3 +644,195 @@ def test_condense_hard_keeps_the_mean_over_known_types():
     assert [r["mean"] for r in hard if r["method"] == "atac"] == pytest.approx([0.80])
     assert sum(r["setting"] == "general" for r in short) == 1
     assert all(r["known_type"] == "mean" for r in rows if r["setting"] == "hard" and r["n_types"] > 1)
+
+
+# ------------------------------------------------------------------ metal_nut, the paper's own class
+NUT_TYPES = ("bent", "color", "flip", "scratch")
+
+
+def nut_records(means: dict[str, dict[str, float]], **kw):
+    return hard_records(means, dataset="mvtec_ad", category="metal_nut", **kw)
+
+
+def test_metal_nut_table1_rows_have_the_papers_values():
+    recs = ladder_records({"cutmix_bce": 0.70, "weighted_ce": 0.80, "deviation": 0.85, "gradcam_zoom": 0.86,
+                           "atac": 0.90}, category="metal_nut")
+    recs += [rec(m, 0.6, seed=s, category="metal_nut", shots=1) for m in ("deviation", "atac") for s in (0, 1, 2)]
+    rows = tables.table1_rows(recs)
+    ten = {r["method"]: r for r in rows if r["shots"] == 10}
+    assert {m: r["paper"] for m, r in ten.items()} == {"cutmix_bce": 0.763, "weighted_ce": 0.952,
+                                                        "deviation": 0.989, "gradcam_zoom": None, "atac": 1.0}
+    assert ten["atac"]["diff"] == pytest.approx(0.90 - 1.0)
+    assert all(r["paper"] is None for r in rows if r["shots"] == 1)     # Table 1 is ten anomalies only
+    md = tables.render_table1(rows)
+    assert "| mvtec_ad | metal_nut | 10 | V | atac | 0.900 ± 0.010 (3) | 1.000 | -0.100 |" in md
+    (order,) = tables.ladder_order(rows)
+    assert order["holds"] is True and order["paper_holds"] is True   # 1.000 > 0.989 > 0.952 > 0.763
+    assert tables.paper_table1_sentence("metal_nut") == (
+        "The paper's Table 1 row for metal_nut (ResNet-50, its budget, ten anomalies): I cutmix_bce "
+        "0.763, II weighted_ce 0.952, III deviation 0.989, V atac 1.000.")
+    assert tables.paper_table1_sentence("magnetic_tile") is None and tables.paper_table1_sentence("mean") is None
+
+
+def test_metal_nut_table2_rows_types_mean_and_claim():
+    means = {"deviation": dict(zip(NUT_TYPES, (0.70, 0.72, 0.74, 0.76))),
+             "dra": dict(zip(NUT_TYPES, (0.80, 0.80, 0.80, 0.80))),
+             "atac": dict(zip(NUT_TYPES, (0.90, 0.86, 0.84, 0.82)))}
+    recs = nut_records(means) + nut_records(means, seeds=(0,), shots=1)
+    rows = tables.table2_rows(recs)
+    by = {(r["shots"], r["known_type"], r["method"]): r for r in rows}
+    assert len(rows) == 2 * (4 + 1) * 3
+    assert by[(10, "flip", "dra")]["paper"] == 0.913 and by[(1, "bent", "deviation")]["paper"] == 0.797
+    mean = by[(10, "mean", "atac")]
+    assert mean["n_types"] == 4 and mean["n"] == 3 and mean["mean"] == pytest.approx(0.855)
+    assert mean["paper"] == 0.987 and mean["paper_types_mean"] == pytest.approx(0.987)
+    assert mean["erratum"] is None and mean["diff"] == pytest.approx(0.855 - 0.987)
+    assert by[(1, "mean", "dra")]["paper"] == 0.932 and by[(1, "mean", "dra")]["n"] == 1
+    md = tables.render_table2(rows)
+    assert "| mvtec_ad | metal_nut | 10 | **mean** (4 types) | atac | 0.855 ± 0.010 (3) | 0.987 | -0.132 |" in md
+    assert "†" not in md                            # metal_nut's printed means are all consistent
+    claims = {c["shots"]: c for c in tables.table2_claims(rows)}
+    assert claims[10]["all_types"] is True and "over all 4 known types" in claims[10]["sentence"]
+    assert claims[10]["holds"] is True and claims[10]["paper_holds"] is True
+    assert claims[1]["paper_holds"] is True and "one seed only" in claims[1]["sentence"]
+
+
+def test_render_class_table2_ours_beside_the_papers():
+    means = {"deviation": dict.fromkeys(NUT_TYPES, 0.70), "atac": dict.fromkeys(NUT_TYPES, 0.90)}
+    rows = tables.table2_rows(nut_records(means) + hard_records({"atac": dict.fromkeys(MT_TYPES, 0.5)}))
+    md = tables.render_class_table2(rows, "mvtec_ad", "metal_nut")
+    assert md.startswith("**mvtec_ad / metal_nut**, hard setting, image AUROC on the unseen types: ours "
+                         "(mobilenet_v2, cpu: 15 epochs")
+    assert "| M | known type | DevNet ours | DevNet paper | DRA ours | DRA paper | ATAC-Net ours | ATAC-Net paper |" in md
+    # ten anomalies, ours beside the paper's; one anomaly (no runs of ours) the paper's values only
+    assert "| 10 | flip | 0.700 ± 0.010 (3) | 0.987 | — | 0.913 | 0.900 ± 0.010 (3) | 0.991 |" in md
+    assert "| 10 | **mean** | 0.700 ± 0.010 (3) | 0.965 | — | 0.945 | 0.900 ± 0.010 (3) | 0.987 |" in md
+    assert "| 1 | bent | — | 0.797 | — | 0.952 | — | 0.954 |" in md
+    assert "blowhole" not in md                     # other classes' rows are left out
+    # no runs of ours: the paper's rows, said so
+    only = tables.render_class_table2([], "mvtec_ad", "metal_nut")
+    assert "no runs of ours in these results, so only the paper's values are shown" in only
+    assert only.count("\n| ") == 1 + 2 * 5 and "| 10 | **mean** | — | 0.965 | — | 0.945 | — | 0.987 |" in only
+    # tile's erratum is marked as in render_table2
+    assert "0.935 † (types: 0.953)" in tables.render_class_table2([], "mvtec_ad", "tile")
+    # two setups of ours: one table each, never pooled
+    longer = nut_records({"atac": dict.fromkeys(NUT_TYPES, 0.95)}, config={**CPU_BUDGET, "epochs": 30})
+    two = tables.render_class_table2(tables.table2_rows(nut_records(means) + longer), "mvtec_ad", "metal_nut")
+    assert two.count("**mvtec_ad / metal_nut**") == 2 and "cpu: 30 epochs" in two
+    with pytest.raises(ValueError, match="no rows of magnetic_tile"):
+        tables.render_class_table2(rows, "magnetic_tile", "magnetic_tile_x")
+
+
+def test_sweep_progress_says_what_is_not_recorded_yet():
+    from atac.config import preset
+
+    def cfg(category, method, seed, dataset="mvtec_ad", setting="general", known_type=None):
+        c = preset("cpu")
+        c.dataset, c.category, c.method, c.seed, c.setting, c.known_type = (dataset, category, method,
+                                                                             seed, setting, known_type)
+        return c.to_dict()
+
+    configs = [cfg(c, m, s) for c in ("grid", "metal_nut") for m in ("deviation", "atac") for s in (0, 1)]
+    configs += [cfg("metal_nut", "atac", 0, setting="hard", known_type="bent")]
+    records = [dict(rec(c["method"], 0.9, seed=c["seed"], category=c["category"]), config=c)
+               for c in configs[:4]]                                    # grid's four runs recorded
+    records.append(dict(rec("atac", 0.9, seed=0, category="metal_nut"),
+                        config=dict(configs[4], device="cuda", data_root="/elsewhere")))  # execution only
+    prog = tables.sweep_progress(records, configs, setting="general")
+    assert prog == [{"dataset": "mvtec_ad", "category": "grid", "n_runs": 4, "n_recorded": 4},
+                    {"dataset": "mvtec_ad", "category": "metal_nut", "n_runs": 4, "n_recorded": 1}]
+    assert tables.sweep_progress(records, configs)[1]["n_runs"] == 5
+    text = tables.render_progress(prog, "table1", sweep_name="sweep s")
+    assert text == ("- **mvtec_ad / metal_nut**: 1 of sweep s's 4 runs are in these results; its rows "
+                    "above are over those only.\n")
+    none = tables.sweep_progress(records[:4], configs, setting="general")
+    text = tables.render_progress(none, "table1")
+    assert "none of the sweep's 4 runs of it is in these results yet" in text
+    assert "The paper's Table 1 row for metal_nut" in text and "grid" not in text
+    hard = tables.render_progress(tables.sweep_progress(records, configs, setting="hard"), "table2")
+    assert "The paper's values for it:" in hard and "| 10 | **mean** | — | 0.965 |" in hard
+    other = tables.render_progress(none, "table1", present={("mvtec_ad", "metal_nut")})
+    assert "none of the sweep's 4 runs of it is in these results; its rows above come from other runs" in other
+    assert "Table 1 row" not in other
+    mt = [{"dataset": "magnetic_tile", "category": "magnetic_tile", "n_runs": 2, "n_recorded": 0}]
+    assert "The paper's Table 2 has no row for it." in tables.render_progress(mt, "table2")
+    assert tables.render_progress(prog[:1], "table1") == ""
+    with pytest.raises(ValueError, match="table1 or table2"):
+        tables.render_progress(prog, "table3")
+
+
+def test_setup_differences_from_the_configs():
+    from atac.config import preset
+
+    def cfg(method, **kw):
+        c = preset("cpu").to_dict() if method != "dra" else preset("dra").to_dict()
+        c.update(method=method, backbone="mobilenet_v2", **kw)
+        return c
+
+    notes = tables.setup_differences([cfg("deviation"), cfg("atac"), cfg("atac", epochs=3),
+                                      cfg("dra", image_size=224, epochs=3, batch_size=16)])
+    assert len(notes) == 3
+    dev, atac, dra = notes
+    assert dev.startswith("DevNet (`deviation`), against the paper (the `paper` preset): backbone mobilenet_v2 "
+                          "(the paper: resnet50); epochs 15 (the paper: 30); batch 16 (the paper: 48)")
+    assert "The same as the paper: weights imagenet, input size 224 px" in dev and "CLAHE on" in dev
+    assert atac.startswith("ATAC-Net (`atac`)") and "epochs 15 or 3 (the paper: 30)" in atac
+    assert dra.startswith("DRA (`dra`), against DRA's own paper (the `dra` preset; the supplement does not say")
+    assert "backbone mobilenet_v2 (DRA's paper: resnet18); input size 224 px (DRA's paper: 448 px)" in dra
+    assert "CLAHE off, normalisation constants ImageNet's, pyramid scales 2, reference normals 5" in dra
+    # one text for methods that differ alike; a config as the paper's says so
+    same = tables.setup_differences([cfg("deviation"), cfg("atac")])
+    assert len(same) == 1 and same[0].startswith("DevNet (`deviation`) and ATAC-Net (`atac`), against")
+    paper = preset("paper").to_dict()
+    assert tables.setup_differences([paper]) == ["ATAC-Net (`atac`), against the paper (the `paper` "
+                                                 "preset): nothing differs."]
+    assert tables.setup_differences([]) == []
+
+
+def test_cli_tables_show_metal_nut_beside_the_paper(tmp_path, capsys):
+    """`atac table` on records with metal_nut: its rows carry the paper's values, Table 2 also in the
+    paper's layout; with --sweep, a class with no records yet says so and shows the paper's values."""
+    import json
+
+    import yaml
+
+    from atac.cli import main
+    from atac.sweep import load_sweep
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "s", "results": "r.jsonl", "base": {"preset": "smoke"}, "grid": [
+        {"dataset": "mvtec_ad", "category": ["grid", "metal_nut"], "method": ["deviation", "atac"],
+         "shots": 10, "seed": [0, 1]},
+        {"dataset": "mvtec_ad", "category": "metal_nut", "setting": "hard", "known_type": list(NUT_TYPES),
+         "method": ["deviation", "dra", "atac"], "shots": 10, "seed": 0}]}))
+    runs = [r.config.to_dict() for r in load_sweep(sweep).runs]
+    general = [dict(rec(c["method"], 0.9 + 0.01 * c["seed"], seed=c["seed"], category=c["category"]), config=c)
+               for c in runs if c["setting"] == "general"]
+    t1 = tmp_path / "t1.jsonl"
+    t1.write_text("".join(json.dumps(r) + "\n" for r in general if r["category"] == "grid"))
+    assert main(["table", "table1", "--results", str(t1), "--sweep", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "metal_nut |" not in out                          # no row of ours for it ...
+    assert "Sweep s (" in out and "4 of its 8 general-setting runs are in these results:" in out
+    assert "**mvtec_ad / metal_nut**: none of sweep s's 4 runs of it is in these results yet" in out
+    assert "I cutmix_bce 0.763, II weighted_ce 0.952, III deviation 0.989, V atac 1.000" in out
+    assert "What differs from the paper's runs (from the records' configs):" in out
+    t1.write_text("".join(json.dumps(r) + "\n" for r in general))
+    assert main(["table", "table1", "--results", str(t1), "--sweep", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "| mvtec_ad | metal_nut | 10 | V | atac | 0.905 ± 0.007 (2) | 1.000 | -0.095 |" in out
+    assert "8 of its 8 general-setting runs are in these results, all of them." in out
+    hard = [dict(hrec(c["method"], {"deviation": 0.7, "dra": 0.8, "atac": 0.9}[c["method"]], c["known_type"],
+                      category="metal_nut", dataset="mvtec_ad"), config=c)
+            for c in runs if c["setting"] == "hard"]
+    t2 = tmp_path / "t2.jsonl"
+    t2.write_text("".join(json.dumps(r) + "\n" for r in hard))
+    assert main(["table", "table2", "--results", str(t2), "--sweep", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "| mvtec_ad | metal_nut | 10 | **mean** (4 types) | atac | 0.900 (1) | 0.987 | -0.087 |" in out
+    assert "| 10 | **mean** | 0.700 (1) | 0.965 | 0.800 (1) | 0.945 | 0.900 (1) | 0.987 |" in out
+    assert "12 of its 12 hard-setting runs are in these results, all of them." in out
+    assert "DRA (`dra`), against DRA's own paper" in out and "On the paper's own values for this class it holds" in out
+    # CSV stays the rows only
+    assert main(["table", "table2", "--results", str(t2), "--sweep", str(sweep), "--format", "csv"]) == 0
+    assert "Sweep" not in capsys.readouterr().out

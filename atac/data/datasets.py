@@ -230,6 +230,51 @@ def dataset_folder(dataset: str, category: str, data_root: str | Path | None) ->
                              + ", ".join(str(c) for c in candidates))
 
 
+# The real data sets the book shows when it is given a data root, in the order it shows them:
+# MVTec AD grid (grayscale texture), MVTec AD metal_nut (RGB object, a class of the paper's tables;
+# not in ../shared/data, built by ../shared/data/get_metal_nut.sh) and Magnetic Tile.
+REAL_SOURCES: tuple[tuple[str, str], ...] = (("mvtec_ad", "grid"), ("mvtec_ad", "metal_nut"),
+                                             ("magnetic_tile", "magnetic_tile"))
+# How to get a real data set that a data root lacks (for messages), by (dataset, category).
+HOW_TO_GET = {("mvtec_ad", "metal_nut"): "../shared/data/get_metal_nut.sh builds a data root with it; "
+                                         "see ../shared/data/README.md"}
+
+
+def find_sources(data_root: str | Path, sources=REAL_SOURCES) -> tuple[list[tuple[str, str]],
+                                                                        list[tuple[str, str]]]:
+    """Which of ``sources`` ((dataset, category) pairs) are under ``data_root``, as
+    :func:`dataset_folder` finds them: ``(found, missing)``, each in the order of ``sources``.
+    Nothing is read beyond the folder names (the layout inside is checked when an index is loaded)."""
+    found, missing = [], []
+    for dataset, category in sources:
+        try:
+            dataset_folder(dataset, category, data_root)
+        except DatasetLayoutError:
+            missing.append((dataset, category))
+        else:
+            found.append((dataset, category))
+    return found, missing
+
+
+def missing_note(missing: list[tuple[str, str]], data_root: str | Path) -> str:
+    """A sentence naming the data sets that ``data_root`` lacks, with how to get each where known
+    (:data:`HOW_TO_GET`); "" when none is missing."""
+    if not missing:
+        return ""
+    parts = [f"{d}/{c}" + (f" ({HOW_TO_GET[(d, c)]})" if (d, c) in HOW_TO_GET else "") for d, c in missing]
+    return f"Not under {data_root}, so not shown: {'; '.join(parts)}."
+
+
+def real_data_note(data_root: str | Path | None, found: list[tuple[str, str]],
+                   missing: list[tuple[str, str]]) -> str:
+    """What a page was given of real data, as a sentence or two for the book: "No folder of real
+    data was given ...", or "Real data from ROOT: mvtec_ad/grid, ..." and :func:`missing_note`."""
+    if data_root is None:
+        return "No folder of real data was given (the real_data_root parameter): synthetic data only."
+    names = ", ".join(f"{d}/{c}" for d, c in found) or "none of the data sets asked for"
+    return f"Real data from {data_root}: {names}. {missing_note(missing, data_root)}".strip()
+
+
 def load_index(dataset: str, category: str, data_root: str | Path | None = None,
                mt_test_normals: float = 0.2, mt_split_seed: int = 0) -> DatasetIndex:
     """Find and read a dataset category (see :func:`dataset_folder`)."""
