@@ -38,8 +38,9 @@ def _class_label(row) -> str:
 def bootstrap_interval(samples: list[np.ndarray], confidence: float = 0.95, n_resamples: int = 10_000,
                        seed: int = 0) -> tuple[float, float]:
     """The BCa bootstrap interval of the mean over all values of ``samples`` (a list of 1-d arrays,
-    each resampled on its own: strata). Fewer than two values in all: (nan, nan). Values all equal
-    (no spread to resample): that value at both ends."""
+    each resampled on its own: strata; a stratum of one value is held fixed, and when every stratum
+    has one value the values are resampled as one sample). Fewer than two values in all: (nan, nan).
+    Values all equal (no spread to resample): that value at both ends."""
     allv = np.concatenate(samples)
     if len(allv) < 2:
         return float("nan"), float("nan")
@@ -48,8 +49,8 @@ def bootstrap_interval(samples: list[np.ndarray], confidence: float = 0.95, n_re
     # a stratum of one value cannot be resampled into anything else; keep it fixed
     fixed = [s for s in samples if len(s) < 2]
     free = [s for s in samples if len(s) >= 2]
-    if not free:
-        return float("nan"), float("nan")
+    if not free:   # one value per stratum (e.g. one seed per known type): the values are the units
+        free, fixed = [allv], []
 
     def mean(*xs):
         return np.mean(np.concatenate([*xs, *fixed]))

@@ -406,7 +406,7 @@ LADDER_CLAIMS = (("weighted_ce", "cutmix_bce"), ("deviation", "weighted_ce"), ("
 def ladder_pairs(rows: list[dict], shots: int = 10,
                  pairs: tuple[tuple[str, str], ...] = LADDER_CLAIMS) -> list[dict]:
     """Each claimed step of the ladder (``better`` beats ``worse``) judged on our means, with the
-    difference and the seed-to-seed spread it is to be read against.
+    paired differences over their common seeds (the same splits), with their 95% interval.
 
     Args:
         rows: from :func:`table1_rows`.
@@ -473,6 +473,21 @@ def ladder_pairs(rows: list[dict], shots: int = 10,
                                    f"a difference of {diff:+.3f} ({interval}; {why})")
             out.append(res)
     return out
+
+
+def _paired_types(ours: dict[str, dict], rival: dict[str, dict], types: list[str]) -> dict:
+    """Paired differences of two methods' hard-setting rows over every (known type, seed) both
+    have (one split each), seeds resampled within each type (:func:`atac.stats.summarize_contrast`)."""
+    import pandas as pd
+
+    from .stats import summarize_contrast
+
+    rows = []
+    for t in types:
+        a = dict(zip(ours[t]["seeds"], ours[t]["values"]))
+        b = dict(zip(rival[t]["seeds"], rival[t]["values"]))
+        rows += [{"class": t, "diff": a[s] - b[s]} for s in a if s in b]
+    return summarize_contrast(pd.DataFrame(rows, columns=["class", "diff"]))
 
 
 def _paired(better: dict, worse: dict) -> dict:
@@ -1013,7 +1028,9 @@ def table2_claims(rows: list[dict]) -> list[dict]:
         (methods without a row), ``means`` ({method: mean over the compared types}), ``wins``
         ({rival: on how many of the types ATAC-Net's mean is higher}), ``spread`` ({rival: the larger
         of the two methods' mean-row std, or None}), ``beats`` ({rival: True / False, None when it
-        cannot tell}), ``holds`` (ATAC-Net beats both; None when it cannot tell), ``paper_holds``
+        cannot tell}), ``paired`` ({rival: paired differences over (known type, seed),
+        :func:`atac.stats.summarize_contrast`}), ``holds`` (True: ATAC-Net's paired interval lies above
+        both rivals'; False: below either; None when it cannot tell or is not resolved), ``paper_holds``
         (the same on the paper's per-type values for a Table 2 class and shots; else None) and
         ``sentence`` (a plain statement of all this).
     Raises:
@@ -1082,14 +1099,23 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
         verb = "beats" if a > b else "does not beat"
         text = (f"{verb} {names[rival]}: {a:.3f} vs {b:.3f} ({a - b:+.3f}), higher on {wins} of "
                 f"{len(types)} known-type split{'s' if len(types) != 1 else ''}")
-        if res["spread"][rival] is not None and abs(a - b) <= res["spread"][rival]:
-            text += f", a difference within the seed-to-seed spread ({res['spread'][rival]:.3f})"
+        paired = _paired_types(present["atac"], present[rival], types)
+        res.setdefault("paired", {})[rival] = paired
+        if paired["verdict"] == "too few pairs":
+            text += f"; too few paired runs ({paired['n']}) for an interval"
+        else:
+            text += (f"; paired by type and seed over {paired['n']} runs: {paired['mean']:+.3f} "
+                     f"[{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}], {paired['verdict']}")
         parts.append(text)
-    res["holds"] = all(res["beats"].values())
+    # the claim judged from the paired intervals: above both rivals holds; below either does not
+    judged = [res["paired"][r]["verdict"] for r in RIVALS]
+    res["holds"] = (True if all(v == "above" for v in judged) else
+                    False if any(v == "below" for v in judged) else None)
     scope = (f"all {len(types)} known types" if all_types else
              f"{len(types)} known type{'s' if len(types) != 1 else ''}"
              + ("" if all_types is None else f" of {len(known)}"))
-    verdict = "holds" if res["holds"] else "does not hold"
+    verdict = {True: "holds", False: "does not hold"}.get(
+        res["holds"], "is not resolved (an interval includes 0, or too few runs)")
     metric = next((r.get("metric") for setups in by_method.values() for per_type in setups.values()
                    for r in per_type.values()), "image_auroc")
     mname = METRIC_NAMES.get(metric, str(metric))

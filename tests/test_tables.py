@@ -448,15 +448,20 @@ def test_table2_claims():
     assert s.startswith("magnetic_tile, 10 known anomalies of one type")
     assert "over all 5 known types" in s and "higher on 4 of 5" in s
     assert "The paper's claim (ATAC-Net above both) holds here." in s
-    assert "seed-to-seed spread" not in s          # differences 0.07 and 0.028 exceed std 0.01
+    # each type's seeds move alike in every method: the paired differences have no spread within a type
+    assert "paired by type and seed over 15 runs: +0.070 [+0.070, +0.070], above" in s
+    assert c["paired"]["dra"]["verdict"] == "above" and c["paired"]["dra"]["n_positive"] == 12
+    # one seed per type: the five type splits are resampled; against DRA the interval includes 0
     (one,) = tables.table2_claims(tables.table2_rows(hard_records(good, seeds=(0,), shots=1)))
-    assert one["holds"] is True and "one seed only" in one["sentence"]
-    # ATAC-Net below DRA on average; a difference within the spread is said so
+    assert one["paired"]["deviation"]["verdict"] == "above"
+    assert one["paired"]["dra"]["verdict"] == "not distinguishable" and one["holds"] is None
+    assert "is not resolved" in one["sentence"] and "one seed only" in one["sentence"]
+    # ATAC-Net below DRA in every pair, if only by 0.005: the paired interval says so
     bad = {**good, "dra": dict(zip(MT_TYPES, (0.855, 0.865, 0.875, 0.885, 0.895)))}
     (c,) = tables.table2_claims(tables.table2_rows(hard_records(bad)))
     assert c["beats"]["dra"] is False and c["holds"] is False and c["wins"]["dra"] == 0
     assert "does not beat DRA: 0.870 vs 0.875 (-0.005), higher on 0 of 5" in c["sentence"]
-    assert "within the seed-to-seed spread (0.010)" in c["sentence"]
+    assert "-0.005 [-0.005, -0.005], below" in c["sentence"]
     assert "does not hold here" in c["sentence"]
     # a missing method: cannot tell
     (c,) = tables.table2_claims(tables.table2_rows(hard_records({"atac": good["atac"]})))
