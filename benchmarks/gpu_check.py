@@ -703,6 +703,9 @@ def cmd_run(args) -> dict:
             save()
     except Interrupted as exc:
         record["interrupted"] = str(exc)
+        for e in record["steps"].values():
+            if e["status"] == "pending":
+                e.update(status="skipped", reason=f"not reached: the check was stopped ({exc})")
     finally:
         for s, h in old.items():
             signal.signal(s, h)

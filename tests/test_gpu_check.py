@@ -86,6 +86,7 @@ def dry_run(pack, gpu_check, tmp_path_factory):
     return json.loads((out / "gpu_check.json").read_text()), out, work
 
 
+@pytest.mark.slow
 def test_the_cpu_dry_run_writes_every_step(dry_run, gpu_check):
     rec, out, work = dry_run
     steps = rec["steps"]
@@ -103,6 +104,7 @@ def test_the_cpu_dry_run_writes_every_step(dry_run, gpu_check):
     assert (out / "gpu_check.log").is_file() and "train_atac" in (out / "gpu_check.log").read_text()
 
 
+@pytest.mark.slow
 def test_the_dry_run_figures(dry_run):
     rec, _, work = dry_run
     s = rec["steps"]
@@ -163,3 +165,33 @@ def test_the_gpu_plan(pack, gpu_check, capsys):
     assert "skip" in plan["speed_checkpoint"]                    # no model.pt before train_atac ran
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["run", "--out", "x", "--budget", "nosuchstep=3"])
+
+
+def test_a_stopped_check_still_leaves_its_json(pack, tmp_path):
+    """SIGTERM (the device tool's limit, Ctrl-C) mid-step: the step's process group is killed, the
+    step says interrupted, the steps not reached say so, and the JSON is complete."""
+    import signal
+    import time
+
+    dest, _ = pack
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "run", "--out", str(tmp_path), "--pack", str(dest),
+                             "--device", "cpu", "--tiny", "--only", "env", "tests", "speed_fp32_eager"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = tmp_path / "gpu_check.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the env step is under way
+        try:
+            if json.loads(path.read_text())["steps"]["env"]["status"] == "running":
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    rec = json.loads(path.read_text())
+    assert rec["interrupted"] == "signal 15" and rec["finished"]
+    st = {n: rec["steps"][n]["status"] for n in ("env", "tests", "speed_fp32_eager")}
+    # the step under way when the signal came (env, or tests on a fast machine) says so
+    assert st in ({"env": "interrupted", "tests": "skipped", "speed_fp32_eager": "skipped"},
+                  {"env": "ok", "tests": "interrupted", "speed_fp32_eager": "skipped"}), st
+    assert "not reached" in rec["steps"]["speed_fp32_eager"]["reason"]
