@@ -170,7 +170,7 @@ def cmd_pack(args) -> dict:
         back = prepare(packed.train + packed.test, args.image_size, False, cfg.clahe_clip, cfg.clahe_tile,
                        cfg.mask_threshold, use_cache=False, progress=False)
         equal = (same_files and torch.equal(back.images, full.images) and torch.equal(back.masks, full.masks)
-                 and torch.equal(back.has_mask, full.has_mask))
+                 and torch.equal(back.has_mask, full.has_mask) and torch.equal(back.empty_mask, full.empty_mask))
         if not equal:
             raise SystemExit(f"pack: {out_root} read back without CLAHE does not give the pipeline's "
                              "tensors (files, images or masks differ); nothing to carry")
