@@ -15,12 +15,17 @@ batch, four things, interleaved iteration by iteration (so that machine noise hi
 - ``plain_infer``: the plain backbone forward alone (eval mode, inference mode).
 
 ``train_ratio`` = median train time / median plain_train time, ``infer_ratio`` = median infer time
-/ median plain_infer time. Weights are random by default (``--weights none``): timing does not
+/ median plain_infer time. A zoom recipe's fixed batch is the worst case by default (``--zoom
+all``: every image goes through the crop pass); the record gives the fraction zoomed. With
+``--checkpoint model.pt`` (from ``atac train``), that trained model is also timed on its run's own
+test images against the plain backbone, so that the zoom rates are the model's own. Weights are random by default (``--weights none``): timing does not
 depend on the values. Then, from those figures, an estimate of every sweep in ``paper_runs/`` on
 this machine, and optionally (``--full-run DATA_ROOT``) one measured ``atac.train.run``.
 
     python benchmarks/speed.py                         # CPU or CUDA (auto), defaults below
     python benchmarks/speed.py --device cpu --threads 2 --full-run ../shared/data
+    python benchmarks/speed.py --device cpu --threads 2 --backbones mobilenet_v2 --methods atac \
+        --checkpoint runs/grid/model.pt --data-root ../shared/data
     python benchmarks/speed.py --help
 
 See benchmarks/README.md.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import json
 import math
 import os
 import platform
@@ -114,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="random images instead of a real pre-processed batch (synthetic 'weave' "
                         "through atac's data road: load_run_data + BalancedBatches, CutMix included)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch and the initialisation")
+    p.add_argument("--zoom", choices=["all", "model"], default="all",
+                   help="fixed-batch blocks of a zoom recipe: all (the worst case: every image of "
+                        "the batch goes through the crop pass, as if every one were zoomed) or model "
+                        "(the model's own zoom decisions on the batch); the record gives the fraction "
+                        "zoomed either way")
     p.add_argument("--full-run", metavar="DATA_ROOT", default=None,
                    help="also time one full atac.train.run of the cpu preset (ATAC-Net, "
                         "mobilenet_v2, MVTec AD grid, 10 shots, seed 0; ImageNet weights when "
@@ -124,6 +135,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweeps", nargs="*", default=None, metavar="YAML",
                    help="sweep files to estimate (default: paper_runs/*.yaml); '--sweeps none' "
                         "(or '--sweeps' alone): no estimate")
+    p.add_argument("--checkpoint", metavar="MODEL_PT", default=None,
+                   help="also time a trained model.pt (written by `atac train`) on its run's own "
+                        "test images against the plain backbone: the zoom decisions are the "
+                        "model's own; the dataset is the checkpoint's (its data_root, or "
+                        "--data-root, or $ATAC_DATA_ROOT)")
+    p.add_argument("--checkpoint-only", action="store_true",
+                   help="with --checkpoint: time only the checkpoint on its test set (no "
+                        "fixed-batch blocks, no sweep estimate)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="where to write the JSON (default: benchmarks/results/speed-<device>-<date>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -138,6 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.image_size < 32:
         p.error("--image-size must be >= 32")
     if args.sweeps is not None and [s.lower() for s in args.sweeps] == ["none"]:
+        args.sweeps = []
+    if args.checkpoint_only and not args.checkpoint:
+        p.error("--checkpoint-only needs --checkpoint MODEL_PT")
+    if args.checkpoint_only:
         args.sweeps = []
     return args
 
@@ -243,6 +266,11 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
     batch, normals, data_desc = make_batch(args, cfg, device, n_ref)
     if hasattr(model, "set_reference"):  # DRA: its fixed test reference set, as atac.train.run does
         model.set_reference(normals)
+    zooms = get_method(method).zoom and hasattr(model, "crop_full_fraction")
+    if zooms and args.zoom == "all":
+        # every non-empty crop box counts as a zoom (attention_boxes: area < full_fraction * H * W):
+        # every image goes through the crop pass, whatever a crop pass skips for unzoomed images
+        model.crop_full_fraction = math.inf
     # as atac.train.fit / atac.evaluate.predict: channels-last model and input (MEMORY_FORMAT)
     model.to(device, memory_format=torch.channels_last)
     plain.to(device, memory_format=torch.channels_last)
@@ -310,6 +338,12 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
                 if device.type == "cuda":
                     mem[kind] = max(mem[kind], torch.cuda.max_memory_allocated(device))
     block_seconds = time.perf_counter() - t_block
+    zoomed_fraction = None
+    if zooms:  # the share of the batch the timed model zoomed (eval mode, as in infer)
+        model.eval()
+        with torch.inference_mode(), autocast():
+            z = model(x).zoom
+        zoomed_fraction = None if z is None else float(z.float().mean())
     med = {k: statistics.median(v) for k, v in times.items()}
     B = cfg.batch_size
     row: dict[str, Any] = {
@@ -332,6 +366,8 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
         "seconds": times,
         "block_seconds": block_seconds,
         "data": data_desc,
+        "zoom_mode": (args.zoom if zooms else None),
+        "zoomed_fraction": zoomed_fraction,
     }
     if device.type == "cuda":
         row["peak_memory_mib"] = {k: v / 2**20 for k, v in mem.items()}
@@ -358,6 +394,115 @@ def paired_ratio(num: list[float], den: list[float], seed: int = 0, resamples: i
 def _peak_rss_mib() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+# ----------------------------------------------------------------------------------------------
+# a trained checkpoint on its own test set
+
+def bench_checkpoint(args, device: torch.device, use_amp: bool) -> dict:
+    """Time a trained ``model.pt`` on its run's test images against the plain backbone.
+
+    The model (its config and weights from the checkpoint, as ``atac evaluate`` loads it) scores
+    the whole test set in ``eval_batch_size`` batches, as :func:`atac.evaluate.predict` does (eval
+    mode, inference mode, channels-last; the images on the device as floats before timing, for
+    both); the plain backbone (the same ``features``, the checkpoint's backbone weights) does the
+    same passes. One iteration = one pass over the test set by each, in rotating order; ratios are
+    paired per iteration. The zoom decisions are the trained model's own (never forced).
+
+    Raises:
+        SystemExit: not a checkpoint written by ``atac train``, or of a recipe this cannot time
+            (two-stage gradcam_zoom, dra).
+    """
+    from atac.evaluate import image_metrics
+    from atac.train import load_run_data
+
+    path = Path(args.checkpoint)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        d = dict(state["config"])
+        weights = state["model"]
+    except Exception as exc:
+        raise SystemExit(f"--checkpoint {path}: not a model.pt written by `atac train` ({exc})") from exc
+    recipe = get_method(d.get("method", "atac"))
+    if recipe.two_stage or recipe.head == "dra":
+        raise SystemExit(f"--checkpoint {path}: method {recipe.name} is not timed here (single-network "
+                         "ATACNet recipes only: atac, deviation, cutmix_bce, weighted_ce)")
+    d.update({"weights": "none", "device": str(device)})  # the checkpoint holds every weight
+    if args.data_root:
+        d["data_root"] = args.data_root
+    cfg = RunConfig.from_dict(d).validate()
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    plain = Plain(cfg.backbone, "none", cfg.normalization)
+    plain.features.load_state_dict(model.backbone.state_dict())
+    data = load_run_data(cfg, progress=False)
+    labels = data.test_labels
+    bs = cfg.eval_batch_size
+    model.to(device, memory_format=torch.channels_last).eval()
+    plain.to(device, memory_format=torch.channels_last).eval()
+    if args.compile:
+        model.compile()
+        plain.compile()
+    xs = [data.test_images[i:i + bs].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+          for i in range(0, len(data.test_images), bs)]
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+    def infer():
+        with torch.inference_mode(), autocast():
+            return [model(x) for x in xs]
+
+    def plain_infer():
+        with torch.inference_mode(), autocast():
+            for x in xs:
+                plain(x)
+
+    outs = infer()  # untimed: the model's zoom decisions and scores on this test set
+    scores = torch.cat([o.score.float().cpu() for o in outs])
+    zoom = None if outs[0].zoom is None else torch.cat([o.zoom.cpu() for o in outs])
+    del outs
+    fns = {"infer": infer, "plain_infer": plain_infer}
+    kinds = ("infer", "plain_infer")
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for it in range(args.warmup + args.iters):
+        for kind in kinds[it % 2:] + kinds[:it % 2]:
+            sync(device)
+            t0 = time.perf_counter()
+            fns[kind]()
+            sync(device)
+            if it >= args.warmup:
+                times[kind].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = len(labels)
+    lab = labels.bool()
+    out: dict[str, Any] = {
+        "checkpoint": str(path), "method": cfg.method, "backbone": cfg.backbone,
+        "dataset": cfg.dataset, "category": data.index.category, "data_folder": str(data.index.root),
+        "shots": cfg.shots, "seed": cfg.seed, "image_size": cfg.image_size, "eval_batch_size": bs,
+        "n_test": n, "n_test_normal": int((~lab).sum()), "n_test_anomalous": int(lab.sum()),
+        "zoomed": None if zoom is None else int(zoom.sum()),
+        "zoom_rate": None if zoom is None else float(zoom.float().mean()),
+        "zoom_rate_normal": None if zoom is None else float(zoom[~lab].float().mean()),
+        "zoom_rate_anomalous": None if zoom is None else float(zoom[lab].float().mean()),
+        "image_auroc": image_metrics(labels.numpy(), scores.numpy())["image_auroc"] if 0 < lab.sum() < n else None,
+        "infer_images_per_s": n / med["infer"], "plain_infer_images_per_s": n / med["plain_infer"],
+        "infer_ratio": med["infer"] / med["plain_infer"],
+        "paired_ratios": {"infer": paired_ratio(times["infer"], times["plain_infer"], seed=args.seed)},
+        "median_seconds": med, "seconds": times, "warmup": args.warmup, "iters": args.iters,
+        "timed": "one pass over the test set per iteration: the model as atac.evaluate.predict runs "
+                 "it (eval, inference mode, channels-last) vs the plain backbone on the same float "
+                 "batches already on the device",
+    }
+    metrics_json = path.with_name("metrics.json")  # the run's own record, when beside the checkpoint
+    if metrics_json.is_file():
+        try:
+            rec = json.loads(metrics_json.read_text())
+            out["recorded"] = {k: rec.get(k) for k in ("image_auroc", "zoom_rate_normal",
+                                                       "zoom_rate_anomalous", "device", "precision")}
+        except ValueError:
+            pass
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -625,6 +770,21 @@ def print_report(result: dict) -> None:
               f"{s['image_size']} px figures; evaluation = test images x inference time per image; "
               f"datasets not on disk: assumed {ASSUMED_TEST_IMAGES} test and {ASSUMED_TRAIN_IMAGES} "
               "training images per run (MVTec AD means)")
+    ck = result.get("checkpoint")
+    if ck:
+        pr = ck["paired_ratios"]["infer"]
+        zoomed = "-" if ck["zoomed"] is None else (
+            f"{ck['zoomed']} of {ck['n_test']} zoomed (normal {ck['zoom_rate_normal']:.2f}, anomalous "
+            f"{ck['zoom_rate_anomalous']:.2f})")
+        print(f"\ncheckpoint {ck['checkpoint']} ({ck['method']}, {ck['backbone']}, {ck['dataset']}/"
+              f"{ck['category']}, {ck['n_test']} test images, batch {ck['eval_batch_size']}): {zoomed}; "
+              f"infer_ratio {ck['infer_ratio']:.2f}, per pass {pr['median']:.2f} "
+              f"[{pr['ci95'][0]:.2f}, {pr['ci95'][1]:.2f}]; {ck['infer_images_per_s']:.1f} img/s vs "
+              f"plain {ck['plain_infer_images_per_s']:.1f}")
+        fb = ck.get("fixed_batch")
+        if fb:
+            print(f"  fixed batch (zoom {fb['zoom_mode']}, zoomed fraction {_fmt(fb['zoomed_fraction'], '.2f')}): "
+                  f"infer_ratio {fb['infer_ratio']:.2f}")
     fr = result.get("full_run")
     if fr:
         print(f"\nfull run (cpu preset, ATAC-Net, mobilenet_v2, grid, seed 0, weights {fr['weights']}): "
@@ -665,7 +825,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict[str, dict[str, dict]] = {}
     rows = []
-    for bb in args.backbones:
+    for bb in ([] if args.checkpoint_only else args.backbones):
         for m in args.methods:
             log(args, f"[speed] {bb} / {m}: {args.warmup} warm-up + {args.iters} timed iterations ...")
             r = bench_pair(args, bb, m, device, use_amp)
@@ -684,7 +844,9 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {
             "device": device.type, "device_name": device_name, "image_size": args.image_size,
             "batch": args.batch, "warmup": args.warmup, "iters": args.iters,
-            "backbones": args.backbones, "methods": args.methods, "weights": args.weights,
+            "backbones": [] if args.checkpoint_only else args.backbones,
+            "methods": [] if args.checkpoint_only else args.methods, "weights": args.weights,
+            "zoom": args.zoom, "checkpoint": args.checkpoint,
             "random": args.random, "seed": args.seed, "amp": amp_desc, "amp_requested": args.amp,
             "compile": args.compile, "threads_requested": args.threads,
             "torch_threads": torch.get_num_threads(),
@@ -703,6 +865,20 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
     }
     data_root = args.data_root or args.full_run or os.environ.get("ATAC_DATA_ROOT") or None
+    if args.checkpoint:
+        log(args, f"[speed] checkpoint {args.checkpoint} on its test set: {args.warmup} warm-up + "
+                  f"{args.iters} timed passes ...")
+        ck = bench_checkpoint(args, device, use_amp)
+        # the fixed-batch figure of the same backbone and method, when measured in this run
+        worst = results.get(ck["backbone"], {}).get(ck["method"])
+        if worst is not None:
+            ck["fixed_batch"] = {"zoom_mode": worst["zoom_mode"], "zoomed_fraction": worst["zoomed_fraction"],
+                                 "infer_ratio": worst["infer_ratio"],
+                                 "paired_infer_ratio": {k: worst["paired_ratios"]["infer"][k]
+                                                        for k in ("median", "ci95", "n")}}
+        log(args, f"[speed]   test set: infer_ratio {ck['infer_ratio']:.2f}, zoomed {ck['zoomed']} of "
+                  f"{ck['n_test']}")
+        result["checkpoint"] = ck
     if args.full_run:
         log(args, f"[speed] full run (cpu preset) on {args.full_run} ...")
         result["full_run"] = full_run(args, device, rows)

@@ -83,6 +83,7 @@ def test_a_bf16_run_on_cpu_records_its_precision_and_stays_close(synth_root, tmp
     def cfg(amp):
         c = preset("smoke")
         c.data_root, c.method, c.shots, c.amp = str(synth_root), "deviation", 2, amp
+        c.device = "cpu"  # on CPU also where CUDA exists (the GPU check runs this file there)
         return c
 
     full = run(cfg("off"), tmp_path / "fp32", progress=False)

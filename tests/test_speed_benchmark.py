@@ -136,3 +136,52 @@ def test_zoom_overhead_benchmark_runs_and_reports(tmp_path):
     assert data["stages"]["grid_sample_max_abs_difference"] < 1e-3   # the same crops, up to rounding
     assert data["graphs"]["system"]["allocator"] == "system"
     assert data["graphs"]["keep"]["allocator"].startswith(("glibc", "system"))
+
+
+def test_checkpoint_on_its_test_set_beside_the_worst_case(speed, synth_root, tmp_path, capsys):
+    """--checkpoint: a smoke-trained ATAC-Net model.pt timed on its run's own test images against
+    the plain backbone (the zoom decisions its own), next to the fixed-batch worst case (every
+    image through the crop pass). Fields only: no timing is asserted."""
+    from atac.config import preset
+    from atac.train import run
+
+    c = preset("smoke")
+    c.data_root, c.method, c.shots, c.device = str(synth_root), "atac", 2, "cpu"
+    res = run(c, tmp_path / "run", progress=False)
+    out = tmp_path / "speed.json"
+    speed.main(TINY + ["--methods", "atac", "--sweeps", "none", "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                       "--json", str(out)])
+    data = json.loads(out.read_text())
+    worst = data["results"]["mobilenet_v2"]["atac"]
+    assert worst["zoom_mode"] == "all" and worst["zoomed_fraction"] == 1.0
+    ck = data["checkpoint"]
+    n = res.metrics["n_test_normal"] + res.metrics["n_test_anomalous"]
+    assert ck["method"] == "atac" and ck["backbone"] == "mobilenet_v2" and ck["n_test"] == n
+    assert ck["n_test_normal"] == res.metrics["n_test_normal"] and ck["eval_batch_size"] == c.eval_batch_size
+    assert 0 <= ck["zoomed"] <= n and 0.0 <= ck["zoom_rate"] <= 1.0
+    # the model's own zoom decisions and scores, as its run recorded them
+    assert ck["zoom_rate_normal"] == pytest.approx(res.metrics["zoom_rate_normal"])
+    assert ck["zoom_rate_anomalous"] == pytest.approx(res.metrics["zoom_rate_anomalous"])
+    assert ck["image_auroc"] == pytest.approx(res.metrics["image_auroc"], abs=1e-6)
+    assert ck["recorded"]["image_auroc"] == res.metrics["image_auroc"]
+    for key in ("infer_ratio", "infer_images_per_s", "plain_infer_images_per_s"):
+        assert _positive(ck[key]), key
+    pi = ck["paired_ratios"]["infer"]
+    assert pi["n"] == 2 and len(ck["seconds"]["infer"]) == len(ck["seconds"]["plain_infer"]) == 2
+    assert pi["ratios"] == pytest.approx([a / b for a, b in zip(ck["seconds"]["infer"], ck["seconds"]["plain_infer"])])
+    assert ck["fixed_batch"]["zoomed_fraction"] == 1.0 and ck["fixed_batch"]["infer_ratio"] == worst["infer_ratio"]
+    assert "checkpoint" in capsys.readouterr().out
+    # --checkpoint-only: no fixed-batch blocks, no sweep estimate
+    only = speed.main(TINY + ["--checkpoint", str(tmp_path / "run" / "model.pt"), "--checkpoint-only",
+                              "--zoom", "model", "--json", str(tmp_path / "only.json")])
+    assert only["results"] == {} and "sweeps" not in only and only["checkpoint"]["n_test"] == n
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--checkpoint-only"])
+
+
+def test_zoom_model_mode_reports_the_fraction_the_model_zooms(speed, tmp_path):
+    data = speed.main(TINY + ["--methods", "deviation", "atac", "--zoom", "model", "--sweeps", "none",
+                              "--json", str(tmp_path / "z.json")])
+    rows = data["results"]["mobilenet_v2"]
+    assert rows["atac"]["zoom_mode"] == "model" and 0.0 <= rows["atac"]["zoomed_fraction"] <= 1.0
+    assert rows["deviation"]["zoom_mode"] is None and rows["deviation"]["zoomed_fraction"] is None
