@@ -555,10 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "values for a class with none yet (e.g. metal_nut before its runs)")
     tb.set_defaults(func=cmd_table)
 
-    cp = sub.add_parser("compare", help="paired differences of arms against a baseline, with 95% intervals",
+    cp = sub.add_parser("compare", help="paired differences of arms against a baseline, with 95%% intervals",
                         description="For every arm (a run identity minus the seed and the class) against "
                                     "each --baseline arm, per class and pooled over classes: the mean paired "
-                                    "difference (same class and seed = same split), its 95%% BCa bootstrap "
+                                    "difference (same class and seed = same split), its 95% BCa bootstrap "
                                     "interval (pooled: seeds resampled within each class), the number of "
                                     "positive pairs and a verdict read from the interval (above / below / "
                                     "not distinguishable). `--list-arms` names the arms.")

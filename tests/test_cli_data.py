@@ -35,6 +35,12 @@ def test_methods_and_help(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     assert "--known-type" in capsys.readouterr().out
+    # every command's help renders (a bare "%" in a help string used to break `atac --help`)
+    for argv in (["--help"], ["compare", "--help"], ["table", "--help"], ["sweep", "--help"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+    out = capsys.readouterr().out
+    assert "compare" in out and "95% BCa" in out and "%%" not in out
 
 
 def test_find_sources_names_what_a_data_root_lacks(tmp_path):
