@@ -370,17 +370,25 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     return losses, seconds, (telemetry.history if telemetry is not None else None)
 
 
+def _exact(v) -> str:
+    """A score as text that reads back as the same number (``repr`` of the float: the shortest
+    decimal that round-trips), so metrics computed from ``scores.csv`` equal the record's."""
+    return repr(float(v))
+
+
 def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
     """``scores.csv``: path,label,defect_type,score,score_full,score_zoom,zoomed (one row per image),
-    then ``score_<head>`` columns for a multi-head model (DRA: seen, pseudo, residual, normality)."""
+    then ``score_<head>`` columns for a multi-head model (DRA: seen, pseudo, residual, normality).
+
+    Every score is written exactly (it reads back as the float the metrics were computed from), so
+    the image AUROC/AUPRC computed from the file equal ``metrics.json``'s."""
     heads = list(preds.heads or {})
     write_csv(path, ["path", "label", "defect_type", "score", "score_full", "score_zoom", "zoomed"]
               + [f"score_{h}" for h in heads],
-              [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
-                f"{float(preds.score_full[i]):.6g}",
-                "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
+              [(s.rel, s.label, s.defect_type, _exact(preds.scores[i]), _exact(preds.score_full[i]),
+                "" if preds.score_zoom is None else _exact(preds.score_zoom[i]),
                 "" if preds.zoom is None else int(preds.zoom[i]),
-                *(f"{float(preds.heads[h][i]):.6g}" for h in heads))
+                *(_exact(preds.heads[h][i]) for h in heads))
                for i, s in enumerate(samples)])
 
 

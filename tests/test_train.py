@@ -175,3 +175,17 @@ def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
             with RunLock(out):
                 pass
     assert not (out / ".lock").exists()
+
+
+def test_scores_csv_gives_the_recorded_metrics_exactly(synth_root, tmp_path):
+    from atac.evaluate import image_metrics
+
+    res = run(_cfg(synth_root, epochs=1), tmp_path / "r", progress=False)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
+    labels = [int(r["label"]) for r in rows]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == [float(v) for v in res.predictions.scores]  # each score reads back as itself
+    assert [float(r["score_zoom"]) for r in rows] == [float(v) for v in res.predictions.score_zoom]
+    again = image_metrics(labels, scores)
+    assert again["image_auroc"] == m["image_auroc"] and again["image_auprc"] == m["image_auprc"]
