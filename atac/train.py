@@ -42,7 +42,7 @@ from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
 from .models import ATACNet, build_model
-from .results import git_commit, machine, package_versions, write_csv, write_json
+from .results import atomic_torch_save, git_commit, machine, package_versions, write_csv, write_json
 
 # Training and inference run the network in channels-last memory format: scores agree with the
 # contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are
@@ -255,9 +255,8 @@ def _comparable(d: dict) -> dict:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """:func:`atac.results.atomic_torch_save` (raises its ``WriteError`` naming the file and cause)."""
+    atomic_torch_save(obj, path)
 
 
 @dataclass

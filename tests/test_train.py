@@ -189,3 +189,27 @@ def test_scores_csv_gives_the_recorded_metrics_exactly(synth_root, tmp_path):
     assert [float(r["score_zoom"]) for r in rows] == [float(v) for v in res.predictions.score_zoom]
     again = image_metrics(labels, scores)
     assert again["image_auroc"] == m["image_auroc"] and again["image_auprc"] == m["image_auprc"]
+
+
+def test_a_full_disk_during_training_names_the_checkpoint(synth_root, tmp_path, monkeypatch, capsys):
+    import shutil
+    from types import SimpleNamespace
+
+    real_save = torch.save
+
+    def checkpoint_fails(obj, f):  # the disk fills up while the first checkpoint is written
+        if ".checkpoint.pt." not in str(f):
+            return real_save(obj, f)
+        with open(f, "wb") as fh:
+            fh.write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed "
+                           "writing file data/3: file write failed")
+
+    monkeypatch.setattr(torch, "save", checkpoint_fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=100, used=100, free=0))
+    out = tmp_path / "full"
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--category", "weave",
+               "--weights", "none", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / 'checkpoint.pt'}: no space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # no temporary file left behind
