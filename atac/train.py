@@ -259,6 +259,46 @@ def _atomic_torch_save(obj, path: Path) -> None:
     atomic_torch_save(obj, path)
 
 
+class DivergedError(ValueError):
+    """Training went non-finite (a NaN or infinite loss), or a checkpoint holds non-finite weights
+    or losses; the message names the epoch and step and the checkpoint to delete."""
+
+
+def _checks_each_step(device: torch.device) -> bool:
+    """Whether :func:`fit` checks the loss of every step (CPU: free) or once per epoch, from the
+    epoch's summed loss (CUDA and other accelerators: reading a loss on the host waits for the
+    device, so a per-step check would stall every step)."""
+    return device.type == "cpu"
+
+
+def _not_finite(state: dict) -> str | None:
+    """What is not finite in a checkpoint (its epoch losses, the model's or the optimizer's
+    floating-point tensors), or None."""
+    bad = [i + 1 for i, v in enumerate(state.get("losses", [])) if not np.isfinite(v)]
+    if bad:
+        return f"the loss of epoch {bad[0]} is {state['losses'][bad[0] - 1]}"
+    for name, t in state["model"].items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"the weight {name} is not finite"
+    for slot in state["optimizer"].get("state", {}).values():
+        for name, t in slot.items():
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"the optimizer's {name} is not finite"
+    return None
+
+
+def _diverged(where: str, ckpt: Path | None, cfg: RunConfig) -> DivergedError:
+    if ckpt is None:
+        saved = "nothing was saved"
+    elif ckpt.is_file():
+        saved = (f"nothing of this epoch was saved; delete {ckpt} before training again (resumed "
+                 "as it is, the run replays the same draws and diverges again)")
+    else:
+        saved = f"no checkpoint was written ({ckpt})"
+    return DivergedError(f"training diverged: {where} (lr {cfg.lr:g}, grad_clip {cfg.grad_clip:g}); "
+                         f"{saved}; a lower lr may help")
+
+
 @dataclass
 class RunResult:
     """Everything one run produced: the record, the model, the test data and predictions."""
@@ -279,11 +319,18 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     loss)`` where the model has one (DRA); ``model.batch_reference_size`` (DRA) asks
     :class:`BalancedBatches` for that many reference normals per batch.
 
+    A non-finite loss stops training: on CPU at the step where it happens (every step's loss is
+    checked), on CUDA at the end of that epoch (one check of the epoch's summed loss, which is read
+    on the host there anyway, so the steps stay free of host-device synchronisation); in both cases
+    before that epoch's checkpoint is written.
+
     Returns:
         (mean loss per epoch, training seconds summed over resumptions, the zoom recipes'
         ``train_telemetry`` — one dict per epoch, :class:`atac.diagnostics.ZoomTelemetry` — or None).
     Raises:
         ValueError: the folder's checkpoint was written by a different config.
+        DivergedError: a non-finite loss (names the epoch, and the step on CPU, and the checkpoint to
+            delete), or a checkpoint holding non-finite weights or losses (never resumed from).
     """
     seeds = stream_seeds(cfg)
     gen = torch.Generator().manual_seed(seeds["batches"])
@@ -308,6 +355,10 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
                           if state["config"].get(k) != cfg.to_dict()[k])
             raise ValueError(f"{ckpt} belongs to a run with a different config (fields: "
                              f"{', '.join(diff)}); use another --out folder or delete the checkpoint")
+        bad = _not_finite(state)
+        if bad is not None:
+            raise DivergedError(f"{ckpt} holds a run that diverged ({bad}); it is not resumed from: "
+                                "delete it to start this run afresh (a lower lr may help)")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -328,13 +379,14 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     if cfg.compile:
         model.compile()  # in place: every forward, DRA's training_loss included
     total = cfg.epochs * cfg.steps_per_epoch
+    each_step = _checks_each_step(device)
     bar = tqdm(total=total, initial=start_epoch * cfg.steps_per_epoch, desc=f"train {cfg.method}",
                unit="step", disable=not progress, leave=False)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         running = torch.zeros((), device=device)
-        for _ in range(cfg.steps_per_epoch):
+        for step in range(cfg.steps_per_epoch):
             batch = batches.next()
             with autocast(cfg.amp, device):
                 if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
@@ -345,6 +397,10 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
                     loss = zoom_loss(out.score, out.score_full, out.score_zoom, y, loss_fn, cfg.zoom_loss)
                     if telemetry is not None:
                         telemetry.update(out, batch.slots)
+            if each_step and not bool(torch.isfinite(loss.detach())):
+                bar.close()
+                raise _diverged(f"the loss is {float(loss.detach())} at epoch {epoch + 1}, step "
+                                f"{step + 1} of {cfg.steps_per_epoch}", ckpt, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -352,7 +408,13 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
             running += loss.detach()
             bar.update(1)
         sched.step()
-        losses.append(float(running) / cfg.steps_per_epoch)  # one sync per epoch, for the log
+        mean = float(running) / cfg.steps_per_epoch  # one sync per epoch, for the log
+        if not np.isfinite(mean):
+            bar.close()
+            how = ("each step's loss is finite, their sum is not" if each_step else
+                   f"on {device.type} the loss is checked once per epoch")
+            raise _diverged(f"the mean loss of epoch {epoch + 1} is {mean} ({how})", ckpt, cfg)
+        losses.append(mean)
         seconds += time.perf_counter() - t0
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
         if telemetry is not None:

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -213,3 +214,80 @@ def test_a_full_disk_during_training_names_the_checkpoint(synth_root, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and f"cannot write {out / 'checkpoint.pt'}: no space left on device" in err
     assert sorted(p.name for p in out.iterdir()) == []  # no temporary file left behind
+
+
+def _nan_at_call(monkeypatch, n: int) -> None:
+    """From now on, the training loss of the n-th step (counted from 1) is NaN."""
+    calls = {"n": 0}
+    real = train_mod.zoom_loss
+
+    def loss(*args):
+        calls["n"] += 1
+        value = real(*args)
+        return value * float("nan") if calls["n"] == n else value
+
+    monkeypatch.setattr(train_mod, "zoom_loss", loss)
+
+
+def test_a_diverging_run_stops_at_the_step_naming_the_checkpoint_to_delete(synth_root, tmp_path, monkeypatch):
+    from conftest import count_training_steps
+
+    cfg = dict(epochs=3, steps_per_epoch=2)
+    out = tmp_path / "nan"
+    steps = count_training_steps(monkeypatch)
+    _nan_at_call(monkeypatch, 3)  # epoch 2, step 1
+    with pytest.raises(ValueError, match=r"diverged: the loss is nan at epoch 2, step 1 of 2 .*delete "
+                                         + re.escape(str(out / "checkpoint.pt"))):
+        run(_cfg(synth_root, **cfg), out, progress=False)
+    assert steps["n"] == 3  # stopped at that step
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and torch.isfinite(torch.tensor(state["losses"])).all()  # epoch 1 only
+
+
+def test_a_checkpoint_with_non_finite_losses_or_weights_is_never_resumed(synth_root, tmp_path, monkeypatch):
+    def die(obj, path):  # killed right after the first checkpoint
+        torch.save(obj, path)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(synth_root), out, progress=False)
+    monkeypatch.undo()
+    good = torch.load(out / "checkpoint.pt", weights_only=False)
+
+    def nan_loss(st):  # as an earlier atac saved a diverged epoch
+        st["losses"][0] = float("nan")
+
+    def inf_weight(st):
+        next(v for v in st["model"].values() if v.is_floating_point()).fill_(float("inf"))
+
+    for what, edit in (("the loss of epoch 1 is nan", nan_loss), ("the weight .* is not finite", inf_weight)):
+        bad = torch.load(out / "checkpoint.pt", weights_only=False)
+        edit(bad)
+        torch.save(bad, out / "checkpoint.pt")
+        with pytest.raises(ValueError, match=re.escape(f"{out / 'checkpoint.pt'} holds a run that diverged")
+                                             + rf" \({what}\); it is not resumed from: delete it"):
+            run(_cfg(synth_root), out, progress=False)
+        torch.save(good, out / "checkpoint.pt")
+    assert not (out / "metrics.json").exists()
+
+
+def test_on_an_accelerator_the_loss_is_checked_once_per_epoch(synth_root, tmp_path, monkeypatch):
+    from conftest import count_training_steps
+
+    steps = count_training_steps(monkeypatch)
+    monkeypatch.setattr(train_mod, "_checks_each_step", lambda device: False)  # CUDA's check
+    _nan_at_call(monkeypatch, 3)
+    with pytest.raises(ValueError, match=r"diverged: the mean loss of epoch 2 is nan \(on cpu the loss is "
+                                         r"checked once per epoch\)"):
+        run(_cfg(synth_root, epochs=3, steps_per_epoch=2), tmp_path / "r", progress=False)
+    assert steps["n"] == 4 and torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_cli_a_learning_rate_that_diverges(synth_root, tmp_path, capsys):
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--weights", "none",
+               "--lr", "1e30", "--quiet", "--out", str(tmp_path / "big")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "training diverged: the loss is" in err and "epoch 1, step" in err
+    assert "lr 1e+30" in err and not (tmp_path / "big" / "metrics.json").exists()
