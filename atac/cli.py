@@ -162,7 +162,7 @@ def cmd_evaluate(args) -> int:
     from .methods import get_method
     from .models import build_model
     from .results import git_commit, machine, package_versions, write_json
-    from .train import evaluate_run, load_run_data, resolve_device, write_scores
+    from .train import empty_masks, evaluate_run, load_run_data, resolve_device, write_scores
 
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -198,7 +198,7 @@ def cmd_evaluate(args) -> int:
     record = {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
               "category": data.index.category, "setting": cfg.setting, "shots": cfg.shots, "seed": cfg.seed,
               **m, "n_test_normal": int((data.test_labels == 0).sum()),
-              "n_test_anomalous": int((data.test_labels == 1).sum()),
+              "n_test_anomalous": int((data.test_labels == 1).sum()), **empty_masks(data),
               "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
               "device": str(device), "git_commit": git_commit(), "packages": package_versions(),
               "machine": machine(), "config": cfg.to_dict(), "split": data.split.record()}

@@ -106,6 +106,7 @@ class RunData:
     test_masks: torch.Tensor        # (Nt, 1, S, S) bool
     test_has_mask: torch.Tensor     # (Nt,) bool
     test_labels: torch.Tensor       # (Nt,) long
+    test_empty_mask: torch.Tensor   # (Nt,) bool: an anomalous image whose mask marks no pixel
     prep_seconds: float = 0.0
 
 
@@ -126,7 +127,8 @@ def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True)
     t = sel(split.test)
     return RunData(index, split, prep.images[sel(split.train_normal)], prep.images[sel(split.train_anomalous)],
                    prep.images[t], prep.masks[t], prep.has_mask[t],
-                   torch.tensor([s.label for s in split.test]), time.perf_counter() - t0)
+                   torch.tensor([s.label for s in split.test]), prep.empty_mask[t],
+                   time.perf_counter() - t0)
 
 
 class Batch(tuple):
@@ -605,6 +607,13 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
     return RunResult(record, model, data, preds, out, losses)
 
 
+def empty_masks(data: RunData) -> dict:
+    """``{"n_test_empty_masks": n}``: the anomalous test images whose mask is empty (left out of
+    pixel metrics), when there are any (n > 0); else ``{}``, so that a record is what it always was."""
+    n = int(data.test_empty_mask.sum())
+    return {"n_test_empty_masks": n} if n > 0 else {}
+
+
 def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[float],
             train_seconds: float, device: torch.device, commit: str | None) -> dict:
     """The results record of a run (see :func:`run`)."""
@@ -623,6 +632,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),
+        **empty_masks(data),
         "train_seconds": round(train_seconds, 2), "prep_seconds": round(data.prep_seconds, 2),
         "eval_seconds": round(metrics["eval_seconds"], 2),
         "epoch_losses": [round(v, 5) for v in losses],

@@ -47,6 +47,7 @@ def test_end_to_end_run_writes_the_record(synth_root, tmp_path):
     assert (tmp_path / "r" / "model.pt").is_file() and not (tmp_path / "r" / "checkpoint.pt").exists()
     assert len(m["epoch_losses"]) == 2
     assert res.predictions.attention.shape[0] == len(rows)
+    assert "n_test_empty_masks" not in m  # written only when there are any
 
 
 @pytest.mark.slow
@@ -291,3 +292,31 @@ def test_cli_a_learning_rate_that_diverges(synth_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "training diverged: the loss is" in err and "epoch 1, step" in err
     assert "lr 1e+30" in err and not (tmp_path / "big" / "metrics.json").exists()
+
+
+def _with_empty_masks(synth_root, tmp_path, defect_type: str):
+    """A copy of the synthetic weave category whose ``defect_type`` masks mark no pixel."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root / "synthetic" / "weave", root / "synthetic" / "weave")
+    for mask in (root / "synthetic" / "weave" / "ground_truth" / defect_type).iterdir():
+        Image.fromarray(np.zeros_like(np.array(Image.open(mask)))).save(mask)
+    return root
+
+
+def test_the_record_counts_the_empty_masks_of_the_test_set(synth_root, tmp_path, capsys):
+    root = _with_empty_masks(synth_root, tmp_path, "hole")
+    out = tmp_path / "r"
+    with pytest.warns(UserWarning, match="empty ground-truth mask"):
+        assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
+                     "--shots", "2", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    n_holes = sum(1 for rel in m["split"]["test"] if "/hole/" in rel)
+    assert n_holes > 0 and m["n_test_empty_masks"] == n_holes
+    with pytest.warns(UserWarning, match="empty ground-truth mask"):
+        assert main(["evaluate", str(out / "model.pt"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_test_empty_masks"] == n_holes
