@@ -34,7 +34,7 @@ from .config import EXECUTION_FIELDS, RunConfig, identity
 from .data.datasets import DatasetIndex, Sample, load_index
 from .data.preprocess import prepare
 from .data.pseudo import cutmix
-from .data.splits import Split, make_split
+from .data.splits import Split, fingerprints, make_split, split_from_record
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .diagnostics import ZoomTelemetry, model_zooms, zoom_test_diagnostics
 from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss, zoom_loss
@@ -110,12 +110,22 @@ class RunData:
     prep_seconds: float = 0.0
 
 
-def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True) -> RunData:
-    """Find the dataset, draw the few-shot split, pre-process (cached unless ``use_cache`` is False)
-    and select the tensors."""
+def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True,
+                  split_record: dict | None = None, where: str = "") -> RunData:
+    """Find the dataset, draw the few-shot split (or take the one ``split_record`` names, a
+    :meth:`~atac.data.splits.Split.record` read from ``where``), pre-process (cached unless
+    ``use_cache`` is False) and select the tensors.
+
+    Raises:
+        ValueError (DatasetLayoutError, SplitError, ImageReadError): the data cannot be found or
+            read, the split cannot be drawn, or the dataset lacks files of ``split_record``.
+    """
     t0 = time.perf_counter()
     index = load_index(cfg.dataset, cfg.category, cfg.data_root, cfg.mt_test_normals, cfg.mt_split_seed)
-    split = make_split(index, cfg.shots, cfg.seed, cfg.setting, cfg.known_type)
+    if split_record is not None:
+        split = split_from_record(index, split_record, where)
+    else:
+        split = make_split(index, cfg.shots, cfg.seed, cfg.setting, cfg.known_type)
     everything: list[Sample] = index.train + index.test
     prep = prepare(everything, cfg.image_size, cfg.clahe, cfg.clahe_clip, cfg.clahe_tile,
                    cfg.mask_threshold, use_cache=use_cache, progress=progress)
@@ -565,8 +575,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
     """One complete run: data, model, training (resumable), evaluation, and the record.
 
     Writes (when ``out_dir`` is given, each file atomically): ``checkpoint.pt`` (per epoch),
-    ``model.pt`` (final weights + config), ``scores.csv`` (path,label,defect_type,score,...),
-    ``metrics.json`` (the record: metrics, config, split files, provenance).
+    ``model.pt`` (final weights, config, split, the training files' fingerprints), ``scores.csv``
+    (path,label,defect_type,score,...), ``metrics.json`` (the record: metrics, config, split files,
+    provenance).
 
     Raises:
         ValueError (and subclasses DatasetLayoutError, SplitError, ImageReadError, WeightsError):
@@ -650,10 +661,17 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
 
 def _write_outputs(out: Path, cfg: RunConfig, data: RunData, preds: Predictions, model,
                    record: dict) -> None:
-    """``scores.csv``, ``model.pt``, ``metrics.json`` (each atomically), then drop the checkpoints."""
+    """``scores.csv``, ``model.pt``, ``metrics.json`` (each atomically), then drop the checkpoints.
+
+    ``model.pt`` holds ``config``, ``model`` (the state dict), ``weights_source``, ``split`` (the
+    record's) and ``training_files`` (:func:`atac.data.splits.fingerprints` of the training
+    normals and anomalies: what ``atac evaluate`` checks a test set against)."""
     write_scores(out / "scores.csv", data.split.test, preds)
+    split = data.split
     _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
-                        "weights_source": model.weights_source}, out / "model.pt")
+                        "weights_source": model.weights_source, "split": split.record(),
+                        "training_files": fingerprints(split.train_normal + split.train_anomalous)},
+                       out / "model.pt")
     write_json(out / "metrics.json", record)
     for ckpt in (out / "checkpoint.pt", out / STAGE1 / "checkpoint.pt"):
         if ckpt.is_file():
