@@ -42,7 +42,8 @@ from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
 from .models import ATACNet, build_model
-from .results import atomic_torch_save, git_commit, machine, package_versions, write_csv, write_json
+from .results import (atomic_torch_save, check_record, git_commit, machine, package_versions, write_csv,
+                      write_json)
 
 # Training and inference run the network in channels-last memory format: scores agree with the
 # contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are
@@ -495,7 +496,9 @@ def completed_record(out_dir: str | Path) -> dict | None:
     """The ``metrics.json`` record of a finished run in ``out_dir``, or None when there is none.
 
     Raises:
-        ValueError: a ``metrics.json`` that is unreadable or not a training record (protected).
+        ValueError: a ``metrics.json`` that is unreadable, not a training record, or whose metrics
+            cannot be trusted (:func:`atac.results.check_record`: no ``image_auroc``, an AUROC
+            outside [0, 1], ...); it names the file and is left as it is.
     """
     path = Path(out_dir) / "metrics.json"
     if not path.exists():
@@ -508,7 +511,11 @@ def completed_record(out_dir: str | Path) -> dict | None:
     if not (isinstance(record, dict) and isinstance(record.get("config"), dict) and "method" in record):
         raise ValueError(f"{path} is not the record of an `atac train` run; use another --out folder "
                          "(nothing was overwritten)")
-    return record
+    try:
+        return check_record(record, str(path))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; move it away or use another --out folder (nothing was "
+                         "overwritten)") from exc
 
 
 def same_config(record: dict, cfg: RunConfig) -> bool:

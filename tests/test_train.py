@@ -145,6 +145,17 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
     assert main(args[:-3] + ["--seed", "5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "different run" in capsys.readouterr().err
     assert (tmp_path / "r" / "metrics.json").read_text() == before
+    # a hand-edited record without its image AUROC, or with one outside [0, 1]: named, kept
+    for edit, error in ((lambda m: m.pop("image_auroc"), "metrics.json: no image_auroc"),
+                        (lambda m: m.update(image_auroc=1.7),
+                         "image_auroc must be a number in [0, 1], got 1.7")):
+        m = json.loads(before)
+        edit(m)
+        (tmp_path / "r" / "metrics.json").write_text(json.dumps(m))
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert error in err and "nothing was overwritten" in err
+        assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == m
 
 
 def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
