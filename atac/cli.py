@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import BACKBONES, DATASETS, NORMALIZATIONS, PRESETS, SETTINGS, RunConfig, preset
@@ -668,9 +669,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _data_warnings_as_lines(previous):
+    """A ``warnings.showwarning`` that prints atac's :class:`~atac.data.datasets.DataWarning` as
+    ``atac: warning: <message>`` on stderr (no source line: it is about the data, not the code) and
+    hands every other warning to ``previous``."""
+    from .data.datasets import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"atac: warning: {message}", file=file if file is not None else sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _data_warnings_as_lines(previous)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -685,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = msg[:2000] + " [...]"
         print(f"atac: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

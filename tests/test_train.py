@@ -322,12 +322,41 @@ def _with_empty_masks(synth_root, tmp_path, defect_type: str):
 def test_the_record_counts_the_empty_masks_of_the_test_set(synth_root, tmp_path, capsys):
     root = _with_empty_masks(synth_root, tmp_path, "hole")
     out = tmp_path / "r"
-    with pytest.warns(UserWarning, match="empty ground-truth mask"):
-        assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
-                     "--shots", "2", "--quiet", "--out", str(out)]) == 0
+    assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
+                 "--shots", "2", "--quiet", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     n_holes = sum(1 for rel in m["split"]["test"] if "/hole/" in rel)
     assert n_holes > 0 and m["n_test_empty_masks"] == n_holes
-    with pytest.warns(UserWarning, match="empty ground-truth mask"):
-        assert main(["evaluate", str(out / "model.pt"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert main(["evaluate", str(out / "model.pt"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_test_empty_masks"] == n_holes
+
+
+def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root, tmp_path, capsys,
+                                                                      monkeypatch):
+    import warnings
+
+    import atac.cli as cli
+    from atac.data.datasets import DataWarning
+
+    root = _with_empty_masks(synth_root, tmp_path, "hole")
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
+                     "--shots", "2", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^atac: warning: \d+ anomalous image\(s\) have an empty ground-truth mask and are "
+                     r"left out of pixel metrics: .*hole", err, re.M)
+    assert "DataWarning" not in err and "warnings.warn" not in err
+    assert warnings.showwarning is before  # main puts the hook back
+
+    def two_warnings(args):
+        warnings.warn("something else", UserWarning)
+        warnings.warn("about the data", DataWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_methods", two_warnings)
+    with pytest.warns(UserWarning, match="something else") as rec:  # passed on as it was
+        assert main(["methods"]) == 0
+    assert [str(w.message) for w in rec] == ["something else"]
+    assert capsys.readouterr().err == "atac: warning: about the data\n"
