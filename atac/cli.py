@@ -63,7 +63,8 @@ HELP = {
     "patch_jitter": "colour jitter strength of the pasted patch",
     "eval_batch_size": "batch size for scoring the test set",
     "amp": "mixed precision: auto (bf16 autocast on CUDA, float32 on CPU) | off | bf16",
-    "compile": "torch.compile the network for training (true/false; GPU path, off by default)",
+    "compile": "torch.compile the network for training (true/false; GPU path, off by default: on CPU it "
+               "takes minutes to compile and gains little)",
 }
 CHOICES = {"dataset": DATASETS, "method": tuple(METHODS), "backbone": BACKBONES, "setting": SETTINGS,
            "normalization": tuple(NORMALIZATIONS), "patch_source": ("same", "other")}
@@ -135,6 +136,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(d).validate()
 
 
+CPU_COMPILE_NOTE = ("atac: compile is on and the device is the CPU: torch.compile takes minutes before "
+                    "training starts and gains little on CPU (it is meant for the GPU path)")
+
+
+def _compiles_on_cpu(cfg: RunConfig) -> bool:
+    from .train import resolve_device
+
+    return cfg.compile and resolve_device(cfg.device).type == "cpu"
+
+
 def cmd_train(args) -> int:
     from .train import completed_record, run, same_config
 
@@ -146,6 +157,8 @@ def cmd_train(args) -> int:
         m = previous
         print(f"{out} already holds this run's results (use --force to train again)")
     else:
+        if _compiles_on_cpu(cfg):
+            print(CPU_COMPILE_NOTE, file=sys.stderr)
         m = run(cfg, out, progress=not args.quiet).metrics
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
     print(f"{m['method']} on {m['dataset']}/{m['category']} ({m['setting']}, {m['shots']} shots, seed "
@@ -343,6 +356,8 @@ def cmd_sweep(args) -> int:
     n = len(select(sweep.runs, args.only))
     print(f"sweep {sweep.name}: {n} runs -> {sweep.results} (run folders under {sweep.runs_dir})",
           file=sys.stderr)
+    if args.executor != "slurm" and any(_compiles_on_cpu(r.config) for r in select(sweep.runs, args.only)):
+        print(CPU_COMPILE_NOTE, file=sys.stderr)
     slurm = {"partition": args.partition, "timeout_min": args.time, "gpus_per_node": args.gpus_per_job,
              "cpus_per_task": args.cpus_per_job, "mem_gb": args.mem_gb}
     import signal
