@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import BACKBONES, DATASETS, NORMALIZATIONS, PRESETS, SETTINGS, RunConfig, preset
@@ -62,7 +63,8 @@ HELP = {
     "patch_jitter": "colour jitter strength of the pasted patch",
     "eval_batch_size": "batch size for scoring the test set",
     "amp": "mixed precision: auto (bf16 autocast on CUDA, float32 on CPU) | off | bf16",
-    "compile": "torch.compile the network for training (true/false; GPU path, off by default)",
+    "compile": "torch.compile the network for training (true/false; GPU path, off by default: on CPU it "
+               "takes minutes to compile and gains little)",
 }
 CHOICES = {"dataset": DATASETS, "method": tuple(METHODS), "backbone": BACKBONES, "setting": SETTINGS,
            "normalization": tuple(NORMALIZATIONS), "patch_source": ("same", "other")}
@@ -134,6 +136,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(d).validate()
 
 
+CPU_COMPILE_NOTE = ("atac: compile is on and the device is the CPU: torch.compile takes minutes before "
+                    "training starts and gains little on CPU (it is meant for the GPU path)")
+
+
+def _compiles_on_cpu(cfg: RunConfig) -> bool:
+    from .train import resolve_device
+
+    return cfg.compile and resolve_device(cfg.device).type == "cpu"
+
+
 def cmd_train(args) -> int:
     from .train import completed_record, run, same_config
 
@@ -145,6 +157,8 @@ def cmd_train(args) -> int:
         m = previous
         print(f"{out} already holds this run's results (use --force to train again)")
     else:
+        if _compiles_on_cpu(cfg):
+            print(CPU_COMPILE_NOTE, file=sys.stderr)
         m = run(cfg, out, progress=not args.quiet).metrics
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
     print(f"{m['method']} on {m['dataset']}/{m['category']} ({m['setting']}, {m['shots']} shots, seed "
@@ -156,28 +170,87 @@ def cmd_train(args) -> int:
     return 0
 
 
+# the config fields that define a test set: a model evaluated with all of them as it was trained
+# is evaluated on its own split
+SPLIT_FIELDS = ("dataset", "category", "setting", "known_type", "shots", "seed")
+
+
+def _training_files(state: dict, trained: RunConfig, cfg: RunConfig, where: str) -> list[dict]:
+    """The fingerprints of a model's training files (:func:`atac.data.splits.fingerprints`): as
+    model.pt records them, or, for a model.pt written before it did, from its split drawn again
+    from its config (the data folder asked for now when the dataset and category are the same).
+
+    Raises:
+        ValueError: they are not recorded and cannot be drawn again (names the model.pt and why).
+    """
+    if state.get("training_files") is not None:
+        return state["training_files"]
+    import warnings
+
+    from .data.datasets import load_index
+    from .data.splits import fingerprints, make_split
+
+    same_data = (trained.dataset, trained.category) == (cfg.dataset, cfg.category)
+    root = cfg.data_root if same_data else trained.data_root
+    try:
+        with warnings.catch_warnings():  # about the training data, not the data evaluated on
+            warnings.simplefilter("ignore")
+            index = load_index(trained.dataset, trained.category, root, trained.mt_test_normals,
+                               trained.mt_split_seed)
+            split = make_split(index, trained.shots, trained.seed, trained.setting, trained.known_type)
+        return fingerprints(split.train_normal + split.train_anomalous)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{where} does not record its training files (written by an earlier atac), "
+                         f"and they cannot be drawn again from its config ({exc}); the test set asked "
+                         "for cannot be checked against them: evaluate on the model's own split (no "
+                         "--seed, --shots, ...) or train it again") from exc
+
+
 def cmd_evaluate(args) -> int:
     import torch
 
+    from .data.datasets import some
+    from .data.splits import SplitError, same_files
     from .methods import get_method
     from .models import build_model
     from .results import git_commit, machine, package_versions, write_json
-    from .train import evaluate_run, load_run_data, resolve_device, write_scores
+    from .train import empty_masks, evaluate_run, load_run_data, resolve_device, write_scores
 
+    where = str(args.checkpoint)
     try:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
         if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
             raise TypeError("no config in it")
         d = dict(state["config"])
+        trained = RunConfig.from_dict(dict(d))
     except Exception as exc:
-        raise ValueError(f"{args.checkpoint} is not a model.pt written by `atac train` ({exc})") from exc
+        raise ValueError(f"{where} is not a model.pt written by `atac train` ({exc})") from exc
     for k in ("dataset", "category", "data_root", "setting", "known_type", "shots", "seed", "device"):
         v = getattr(args, k, None)
         if v is not None:
             d[k] = v
     cfg = RunConfig.from_dict(d).validate()
     cfg.weights = "none"  # the checkpoint holds every weight
-    data = load_run_data(cfg, progress=not args.quiet)
+    changed = [k for k in SPLIT_FIELDS if getattr(cfg, k) != getattr(trained, k)]
+    if not changed:  # the model's own split: as model.pt records it, else drawn again from its config
+        recorded = state.get("split") if isinstance(state.get("split"), dict) else None
+        data = load_run_data(cfg, progress=not args.quiet, split_record=recorded, where=where)
+        how = "recorded in model.pt" if recorded else "drawn from its config"
+        test_set = f"the model's own split ({how})"
+    else:  # another split: it must hold none of the model's training files
+        data = load_run_data(cfg, progress=not args.quiet)
+        known = _training_files(state, trained, cfg, where)
+        asked = ", ".join(f"{k} {getattr(cfg, k)}" for k in changed)
+        clash = [f"{s.rel} ({how} as training file {k['rel']})"
+                 for s, k, how in same_files(data.split.test, known)]
+        if clash:
+            was = ", ".join(f"{k} {getattr(trained, k)}" for k in changed)
+            raise SplitError(
+                f"the test set asked for ({asked}; the model was trained with {was}) holds "
+                f"{len(clash)} of the {len(known)} files {where} was trained on: {some(clash)}; its "
+                "scores would be inflated. Evaluate on the model's own split (no --seed, --shots, "
+                "...) or on data it was not trained on (nothing was written)")
+        test_set = f"{asked}, none of the model's {len(known)} training files in it"
     if get_method(cfg.method).two_stage:  # step IV: model.pt holds both stages (stage1.*, stage2.*)
         from .gradcam import build_gradcam_zoom
 
@@ -187,7 +260,7 @@ def cmd_evaluate(args) -> int:
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{args.checkpoint}: its weights do not fit its own config ({str(exc)[:300]})") from exc
+        raise ValueError(f"{where}: its weights do not fit its own config ({str(exc)[:300]})") from exc
     device = resolve_device(cfg.device)
     model.to(device)
     out = Path(args.out)
@@ -198,13 +271,14 @@ def cmd_evaluate(args) -> int:
     record = {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
               "category": data.index.category, "setting": cfg.setting, "shots": cfg.shots, "seed": cfg.seed,
               **m, "n_test_normal": int((data.test_labels == 0).sum()),
-              "n_test_anomalous": int((data.test_labels == 1).sum()),
-              "checkpoint": str(args.checkpoint), "weights_source": state.get("weights_source"),
+              "n_test_anomalous": int((data.test_labels == 1).sum()), **empty_masks(data),
+              "checkpoint": where, "weights_source": state.get("weights_source"),
               "device": str(device), "git_commit": git_commit(), "packages": package_versions(),
               "machine": machine(), "config": cfg.to_dict(), "split": data.split.record()}
     write_scores(out / "scores.csv", data.split.test, preds)
     write_json(out / "metrics.json", record)
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"
+    print(f"test set: {test_set}")
     print(f"image AUROC {m['image_auroc']:.4f}, AUPRC {m['image_auprc']:.4f}, pixel AUROC {px}; "
           f"wrote {out}/metrics.json, {out}/scores.csv")
     return 0
@@ -282,6 +356,8 @@ def cmd_sweep(args) -> int:
     n = len(select(sweep.runs, args.only))
     print(f"sweep {sweep.name}: {n} runs -> {sweep.results} (run folders under {sweep.runs_dir})",
           file=sys.stderr)
+    if args.executor != "slurm" and any(_compiles_on_cpu(r.config) for r in select(sweep.runs, args.only)):
+        print(CPU_COMPILE_NOTE, file=sys.stderr)
     slurm = {"partition": args.partition, "timeout_min": args.time, "gpus_per_node": args.gpus_per_job,
              "cpus_per_task": args.cpus_per_job, "mem_gb": args.mem_gb}
     import signal
@@ -494,7 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a trained model.pt on a dataset")
+    e = sub.add_parser("evaluate", help="evaluate a trained model.pt on a dataset",
+                       description="Score a model.pt's test set. By default the model's own split (as "
+                                   "model.pt records it; drawn again from its config for an older "
+                                   "model.pt). Another split or dataset (--seed, --shots, --setting, "
+                                   "--known-type, --dataset, --category) is refused when its test set "
+                                   "holds a file the model was trained on: the same file (symlinks "
+                                   "resolved) or a byte-identical copy.")
     e.add_argument("checkpoint", help="model.pt written by atac train")
     e.add_argument("--out", required=True, help="folder for metrics.json and scores.csv")
     for k in ("dataset", "category", "data-root", "setting", "known-type", "device"):
@@ -637,9 +719,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _data_warnings_as_lines(previous):
+    """A ``warnings.showwarning`` that prints atac's :class:`~atac.data.datasets.DataWarning` as
+    ``atac: warning: <message>`` on stderr (no source line: it is about the data, not the code) and
+    hands every other warning to ``previous``."""
+    from .data.datasets import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"atac: warning: {message}", file=file if file is not None else sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _data_warnings_as_lines(previous)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -654,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
             msg = msg[:2000] + " [...]"
         print(f"atac: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

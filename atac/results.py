@@ -9,39 +9,107 @@ so each list is stored once. :func:`load_records` puts the lists back: a loaded 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 PROVENANCE_PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "opencv-python-headless",
                        "pillow", "atac")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class WriteError(OSError):
+    """A file could not be written (a full disk, no permission, ...). The message names the file
+    and the cause; the temporary file was removed and the file itself, if it existed, is as it was."""
+
+
+# torch's own writer reports a failed write (a full disk among others) as a RuntimeError, e.g.
+# "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: file write failed"
+_TORCH_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed")
+_NEARLY_FULL = 1 << 20  # bytes: a filesystem with less than this free to us counts as full
+
+
+def _write_cause(exc: BaseException, folder: Path) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        text = exc.strerror or os.strerror(exc.errno)
+        return text[:1].lower() + text[1:]
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        if shutil.disk_usage(folder).free < _NEARLY_FULL:
+            return "no space left on device"
+    except OSError:
+        pass
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return f"the write failed ({first})"
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[str]:
+    """Write a file atomically: yields the path of a temporary file in ``path``'s folder (made, and
+    empty); when the block ends without error, the file gets the mode an ordinary new file gets and
+    replaces ``path`` (one rename). The folder is made when missing.
+
+    Raises:
+        WriteError: an ``OSError`` (``ENOSPC``: "no space left on device", ``EACCES``, ...) or
+            torch's writer error (``[enforce fail at inline_container.cc...]``) while making,
+            writing or renaming the file; it names ``path`` and the cause. On any error (an
+            interruption too) the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, WriteError) or (isinstance(exc, RuntimeError) and
+                                           not any(m in str(exc) for m in _TORCH_WRITE_FAILURES)):
+            raise
+        cause = _write_cause(exc, path.parent)  # while the temporary file still takes its space
+        kept = f"; the earlier {path.name} is kept" if path.exists() else ""
+        raise WriteError(f"cannot write {path}: {cause} (its temporary file was removed{kept})") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`replacing`: temp file in the same folder, then
+    rename).
+
+    Raises:
+        WriteError: the file could not be written (names it and the cause; nothing is lost).
+    """
+    with replacing(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`replacing`).
+
+    Raises:
+        WriteError: the file could not be written (names it and the cause; nothing is lost).
+    """
+    import torch
+
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig, identity, preset
+from .config import EXECUTION_FIELDS, RunConfig, identity, load_yaml, preset
 from .memory import release_freed_memory
 from .methods import get_method
 from .results import atomic_write_text, git_commit, load_records, machine, write_records
@@ -99,11 +99,12 @@ def load_sweep(path: str | Path, runs_dir: str | Path | None = None,
     """Parse and expand a sweep file; every run's config is validated before anything runs.
 
     Raises:
-        ValueError: unreadable file, unknown keys, a bad field value or method (names the block).
+        ValueError: unreadable file, not YAML, a key given twice (names it and both lines), unknown
+            keys, a bad field value or method (names the block).
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path)  # 1e-3 is a number, a key given twice an error
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read sweep file {path}: {exc}") from exc
     if not isinstance(data, dict):

@@ -34,7 +34,7 @@ from .config import EXECUTION_FIELDS, RunConfig, identity
 from .data.datasets import DatasetIndex, Sample, load_index
 from .data.preprocess import prepare
 from .data.pseudo import cutmix
-from .data.splits import Split, make_split
+from .data.splits import Split, fingerprints, make_split, split_from_record
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .diagnostics import ZoomTelemetry, model_zooms, zoom_test_diagnostics
 from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss, zoom_loss
@@ -42,7 +42,8 @@ from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
 from .models import ATACNet, build_model
-from .results import git_commit, machine, package_versions, write_csv, write_json
+from .results import (atomic_torch_save, check_record, git_commit, machine, package_versions, write_csv,
+                      write_json)
 
 # Training and inference run the network in channels-last memory format: scores agree with the
 # contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are
@@ -106,15 +107,26 @@ class RunData:
     test_masks: torch.Tensor        # (Nt, 1, S, S) bool
     test_has_mask: torch.Tensor     # (Nt,) bool
     test_labels: torch.Tensor       # (Nt,) long
+    test_empty_mask: torch.Tensor   # (Nt,) bool: an anomalous image whose mask marks no pixel
     prep_seconds: float = 0.0
 
 
-def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True) -> RunData:
-    """Find the dataset, draw the few-shot split, pre-process (cached unless ``use_cache`` is False)
-    and select the tensors."""
+def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True,
+                  split_record: dict | None = None, where: str = "") -> RunData:
+    """Find the dataset, draw the few-shot split (or take the one ``split_record`` names, a
+    :meth:`~atac.data.splits.Split.record` read from ``where``), pre-process (cached unless
+    ``use_cache`` is False) and select the tensors.
+
+    Raises:
+        ValueError (DatasetLayoutError, SplitError, ImageReadError): the data cannot be found or
+            read, the split cannot be drawn, or the dataset lacks files of ``split_record``.
+    """
     t0 = time.perf_counter()
     index = load_index(cfg.dataset, cfg.category, cfg.data_root, cfg.mt_test_normals, cfg.mt_split_seed)
-    split = make_split(index, cfg.shots, cfg.seed, cfg.setting, cfg.known_type)
+    if split_record is not None:
+        split = split_from_record(index, split_record, where)
+    else:
+        split = make_split(index, cfg.shots, cfg.seed, cfg.setting, cfg.known_type)
     everything: list[Sample] = index.train + index.test
     prep = prepare(everything, cfg.image_size, cfg.clahe, cfg.clahe_clip, cfg.clahe_tile,
                    cfg.mask_threshold, use_cache=use_cache, progress=progress)
@@ -126,7 +138,8 @@ def load_run_data(cfg: RunConfig, progress: bool = True, use_cache: bool = True)
     t = sel(split.test)
     return RunData(index, split, prep.images[sel(split.train_normal)], prep.images[sel(split.train_anomalous)],
                    prep.images[t], prep.masks[t], prep.has_mask[t],
-                   torch.tensor([s.label for s in split.test]), time.perf_counter() - t0)
+                   torch.tensor([s.label for s in split.test]), prep.empty_mask[t],
+                   time.perf_counter() - t0)
 
 
 class Batch(tuple):
@@ -255,9 +268,48 @@ def _comparable(d: dict) -> dict:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """:func:`atac.results.atomic_torch_save` (raises its ``WriteError`` naming the file and cause)."""
+    atomic_torch_save(obj, path)
+
+
+class DivergedError(ValueError):
+    """Training went non-finite (a NaN or infinite loss), or a checkpoint holds non-finite weights
+    or losses; the message names the epoch and step and the checkpoint to delete."""
+
+
+def _checks_each_step(device: torch.device) -> bool:
+    """Whether :func:`fit` checks the loss of every step (CPU: free) or once per epoch, from the
+    epoch's summed loss (CUDA and other accelerators: reading a loss on the host waits for the
+    device, so a per-step check would stall every step)."""
+    return device.type == "cpu"
+
+
+def _not_finite(state: dict) -> str | None:
+    """What is not finite in a checkpoint (its epoch losses, the model's or the optimizer's
+    floating-point tensors), or None."""
+    bad = [i + 1 for i, v in enumerate(state.get("losses", [])) if not np.isfinite(v)]
+    if bad:
+        return f"the loss of epoch {bad[0]} is {state['losses'][bad[0] - 1]}"
+    for name, t in state["model"].items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"the weight {name} is not finite"
+    for slot in state["optimizer"].get("state", {}).values():
+        for name, t in slot.items():
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"the optimizer's {name} is not finite"
+    return None
+
+
+def _diverged(where: str, ckpt: Path | None, cfg: RunConfig) -> DivergedError:
+    if ckpt is None:
+        saved = "nothing was saved"
+    elif ckpt.is_file():
+        saved = (f"nothing of this epoch was saved; delete {ckpt} before training again (resumed "
+                 "as it is, the run replays the same draws and diverges again)")
+    else:
+        saved = f"no checkpoint was written ({ckpt})"
+    return DivergedError(f"training diverged: {where} (lr {cfg.lr:g}, grad_clip {cfg.grad_clip:g}); "
+                         f"{saved}; a lower lr may help")
 
 
 @dataclass
@@ -280,11 +332,18 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     loss)`` where the model has one (DRA); ``model.batch_reference_size`` (DRA) asks
     :class:`BalancedBatches` for that many reference normals per batch.
 
+    A non-finite loss stops training: on CPU at the step where it happens (every step's loss is
+    checked), on CUDA at the end of that epoch (one check of the epoch's summed loss, which is read
+    on the host there anyway, so the steps stay free of host-device synchronisation); in both cases
+    before that epoch's checkpoint is written.
+
     Returns:
         (mean loss per epoch, training seconds summed over resumptions, the zoom recipes'
         ``train_telemetry`` — one dict per epoch, :class:`atac.diagnostics.ZoomTelemetry` — or None).
     Raises:
         ValueError: the folder's checkpoint was written by a different config.
+        DivergedError: a non-finite loss (names the epoch, and the step on CPU, and the checkpoint to
+            delete), or a checkpoint holding non-finite weights or losses (never resumed from).
     """
     seeds = stream_seeds(cfg)
     gen = torch.Generator().manual_seed(seeds["batches"])
@@ -309,6 +368,10 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
                           if state["config"].get(k) != cfg.to_dict()[k])
             raise ValueError(f"{ckpt} belongs to a run with a different config (fields: "
                              f"{', '.join(diff)}); use another --out folder or delete the checkpoint")
+        bad = _not_finite(state)
+        if bad is not None:
+            raise DivergedError(f"{ckpt} holds a run that diverged ({bad}); it is not resumed from: "
+                                "delete it to start this run afresh (a lower lr may help)")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -329,13 +392,14 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     if cfg.compile:
         model.compile()  # in place: every forward, DRA's training_loss included
     total = cfg.epochs * cfg.steps_per_epoch
+    each_step = _checks_each_step(device)
     bar = tqdm(total=total, initial=start_epoch * cfg.steps_per_epoch, desc=f"train {cfg.method}",
                unit="step", disable=not progress, leave=False)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         running = torch.zeros((), device=device)
-        for _ in range(cfg.steps_per_epoch):
+        for step in range(cfg.steps_per_epoch):
             batch = batches.next()
             with autocast(cfg.amp, device):
                 if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
@@ -346,6 +410,10 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
                     loss = zoom_loss(out.score, out.score_full, out.score_zoom, y, loss_fn, cfg.zoom_loss)
                     if telemetry is not None:
                         telemetry.update(out, batch.slots)
+            if each_step and not bool(torch.isfinite(loss.detach())):
+                bar.close()
+                raise _diverged(f"the loss is {float(loss.detach())} at epoch {epoch + 1}, step "
+                                f"{step + 1} of {cfg.steps_per_epoch}", ckpt, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -353,7 +421,13 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
             running += loss.detach()
             bar.update(1)
         sched.step()
-        losses.append(float(running) / cfg.steps_per_epoch)  # one sync per epoch, for the log
+        mean = float(running) / cfg.steps_per_epoch  # one sync per epoch, for the log
+        if not np.isfinite(mean):
+            bar.close()
+            how = ("each step's loss is finite, their sum is not" if each_step else
+                   f"on {device.type} the loss is checked once per epoch")
+            raise _diverged(f"the mean loss of epoch {epoch + 1} is {mean} ({how})", ckpt, cfg)
+        losses.append(mean)
         seconds += time.perf_counter() - t0
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
         if telemetry is not None:
@@ -370,17 +444,25 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
     return losses, seconds, (telemetry.history if telemetry is not None else None)
 
 
+def _exact(v) -> str:
+    """A score as text that reads back as the same number (``repr`` of the float: the shortest
+    decimal that round-trips), so metrics computed from ``scores.csv`` equal the record's."""
+    return repr(float(v))
+
+
 def write_scores(path: Path, samples: list[Sample], preds: Predictions) -> None:
     """``scores.csv``: path,label,defect_type,score,score_full,score_zoom,zoomed (one row per image),
-    then ``score_<head>`` columns for a multi-head model (DRA: seen, pseudo, residual, normality)."""
+    then ``score_<head>`` columns for a multi-head model (DRA: seen, pseudo, residual, normality).
+
+    Every score is written exactly (it reads back as the float the metrics were computed from), so
+    the image AUROC/AUPRC computed from the file equal ``metrics.json``'s."""
     heads = list(preds.heads or {})
     write_csv(path, ["path", "label", "defect_type", "score", "score_full", "score_zoom", "zoomed"]
               + [f"score_{h}" for h in heads],
-              [(s.rel, s.label, s.defect_type, f"{float(preds.scores[i]):.6g}",
-                f"{float(preds.score_full[i]):.6g}",
-                "" if preds.score_zoom is None else f"{float(preds.score_zoom[i]):.6g}",
+              [(s.rel, s.label, s.defect_type, _exact(preds.scores[i]), _exact(preds.score_full[i]),
+                "" if preds.score_zoom is None else _exact(preds.score_zoom[i]),
                 "" if preds.zoom is None else int(preds.zoom[i]),
-                *(f"{float(preds.heads[h][i]):.6g}" for h in heads))
+                *(_exact(preds.heads[h][i]) for h in heads))
                for i, s in enumerate(samples)])
 
 
@@ -414,7 +496,9 @@ def completed_record(out_dir: str | Path) -> dict | None:
     """The ``metrics.json`` record of a finished run in ``out_dir``, or None when there is none.
 
     Raises:
-        ValueError: a ``metrics.json`` that is unreadable or not a training record (protected).
+        ValueError: a ``metrics.json`` that is unreadable, not a training record, or whose metrics
+            cannot be trusted (:func:`atac.results.check_record`: no ``image_auroc``, an AUROC
+            outside [0, 1], ...); it names the file and is left as it is.
     """
     path = Path(out_dir) / "metrics.json"
     if not path.exists():
@@ -427,7 +511,11 @@ def completed_record(out_dir: str | Path) -> dict | None:
     if not (isinstance(record, dict) and isinstance(record.get("config"), dict) and "method" in record):
         raise ValueError(f"{path} is not the record of an `atac train` run; use another --out folder "
                          "(nothing was overwritten)")
-    return record
+    try:
+        return check_record(record, str(path))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; move it away or use another --out folder (nothing was "
+                         "overwritten)") from exc
 
 
 def same_config(record: dict, cfg: RunConfig) -> bool:
@@ -494,8 +582,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True
     """One complete run: data, model, training (resumable), evaluation, and the record.
 
     Writes (when ``out_dir`` is given, each file atomically): ``checkpoint.pt`` (per epoch),
-    ``model.pt`` (final weights + config), ``scores.csv`` (path,label,defect_type,score,...),
-    ``metrics.json`` (the record: metrics, config, split files, provenance).
+    ``model.pt`` (final weights, config, split, the training files' fingerprints), ``scores.csv``
+    (path,label,defect_type,score,...), ``metrics.json`` (the record: metrics, config, split files,
+    provenance).
 
     Raises:
         ValueError (and subclasses DatasetLayoutError, SplitError, ImageReadError, WeightsError):
@@ -536,6 +625,13 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
     return RunResult(record, model, data, preds, out, losses)
 
 
+def empty_masks(data: RunData) -> dict:
+    """``{"n_test_empty_masks": n}``: the anomalous test images whose mask is empty (left out of
+    pixel metrics), when there are any (n > 0); else ``{}``, so that a record is what it always was."""
+    n = int(data.test_empty_mask.sum())
+    return {"n_test_empty_masks": n} if n > 0 else {}
+
+
 def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[float],
             train_seconds: float, device: torch.device, commit: str | None) -> dict:
     """The results record of a run (see :func:`run`)."""
@@ -554,6 +650,7 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "n_train_normal": len(split.train_normal), "n_train_anomalous": len(split.train_anomalous),
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),
+        **empty_masks(data),
         "train_seconds": round(train_seconds, 2), "prep_seconds": round(data.prep_seconds, 2),
         "eval_seconds": round(metrics["eval_seconds"], 2),
         "epoch_losses": [round(v, 5) for v in losses],
@@ -571,10 +668,17 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
 
 def _write_outputs(out: Path, cfg: RunConfig, data: RunData, preds: Predictions, model,
                    record: dict) -> None:
-    """``scores.csv``, ``model.pt``, ``metrics.json`` (each atomically), then drop the checkpoints."""
+    """``scores.csv``, ``model.pt``, ``metrics.json`` (each atomically), then drop the checkpoints.
+
+    ``model.pt`` holds ``config``, ``model`` (the state dict), ``weights_source``, ``split`` (the
+    record's) and ``training_files`` (:func:`atac.data.splits.fingerprints` of the training
+    normals and anomalies: what ``atac evaluate`` checks a test set against)."""
     write_scores(out / "scores.csv", data.split.test, preds)
+    split = data.split
     _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
-                        "weights_source": model.weights_source}, out / "model.pt")
+                        "weights_source": model.weights_source, "split": split.record(),
+                        "training_files": fingerprints(split.train_normal + split.train_anomalous)},
+                       out / "model.pt")
     write_json(out / "metrics.json", record)
     for ckpt in (out / "checkpoint.pt", out / STAGE1 / "checkpoint.pt"):
         if ckpt.is_file():

@@ -160,3 +160,29 @@ def test_atac_score_pass_matches_the_explicit_attention_path():
         feats = model.attention(model.backbone(model.normalize(x)))
         assert torch.allclose(smap, model.mapping(feats), rtol=1e-4, atol=1e-5)
         assert torch.allclose(attn, feats.mean(dim=1), rtol=1e-4, atol=1e-5)
+
+
+def test_compile_on_cpu_says_first_that_it_takes_minutes(synth_root, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    import atac.sweep
+    import atac.train
+    from atac.cli import CPU_COMPILE_NOTE, main
+
+    def stop(*args, **kwargs):  # where training would start compiling
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(atac.train, "run", stop)
+    monkeypatch.setattr(atac.sweep, "run_sweep", stop)
+    args = ["train", "--preset", "smoke", "--data-root", str(synth_root), "--device", "cpu", "--quiet",
+            "--out", str(tmp_path / "r")]
+    assert main(args + ["--compile", "true"]) == 2
+    assert capsys.readouterr().err == f"{CPU_COMPILE_NOTE}\natac: error: stopped before training\n"
+    assert "minutes" in CPU_COMPILE_NOTE and "gains little on CPU" in CPU_COMPILE_NOTE
+    assert main(args) == 2
+    assert CPU_COMPILE_NOTE not in capsys.readouterr().err
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "s", "results": "s.jsonl", "grid": [{"seed": [0, 1]}],
+                                     "base": {"preset": "smoke", "device": "cpu", "compile": True}}))
+    assert main(["sweep", str(sweep), "--quiet"]) == 2
+    assert capsys.readouterr().err.count(CPU_COMPILE_NOTE) == 1

@@ -1,9 +1,10 @@
 """atac.results: the code's commit (cached per process, dirty only for code changes), the split
-store, and records checked on read."""
+store, records checked on read, and atomic writes on a full disk."""
 
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -131,3 +132,49 @@ def test_a_record_without_image_auroc_is_a_clear_error(tmp_path):
     (tmp_path / "metrics.json").write_text("{")
     with pytest.raises(ValueError, match=r"metrics\.json: cannot be read as a run record"):
         load_record(tmp_path / "metrics.json")
+
+
+TORCH_DISK_FULL = ("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                   "data/3: file write failed")
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import torch
+
+    import atac.results as results
+    from atac.results import WriteError, atomic_torch_save, atomic_write_text
+
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "before\n")
+
+    def fsync_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results.os, "fsync", fsync_full)
+    with pytest.raises(WriteError, match=r"cannot write .*metrics\.json: no space left on device.*"
+                                         r"earlier metrics\.json is kept"):
+        atomic_write_text(target, "after\n")
+    monkeypatch.undo()
+    assert target.read_text() == "before\n" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+    def save_part_then_fail(obj, f):  # torch's writer: some bytes written, then its enforce error
+        with open(f, "wb") as fh:
+            fh.write(b"x" * 1000)
+        raise RuntimeError(TORCH_DISK_FULL)
+
+    monkeypatch.setattr(torch, "save", save_part_then_fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=100, used=100, free=0))
+    with pytest.raises(WriteError, match=r"cannot write .*model\.pt: no space left on device"):
+        atomic_torch_save({"a": 1}, tmp_path / "model.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10**12, used=0, free=10**12))
+    with pytest.raises(WriteError, match=r"model\.pt: the write failed \(\[enforce fail"):
+        atomic_torch_save({"a": 1}, tmp_path / "model.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    monkeypatch.setattr(torch, "save", lambda obj, f: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="^other$"):  # not a write failure: passed on as it is
+        atomic_torch_save({"a": 1}, tmp_path / "model.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

@@ -78,6 +78,18 @@ def test_unknown_top_level_key_and_unknown_method(synth_root, tmp_path):
         load_sweep(write_sweep(tmp_path, synth_root, [{"method": ["atac", "nosuch"], "seed": 0}]))
 
 
+def test_a_sweep_file_reads_numbers_as_written_and_refuses_a_key_given_twice(synth_root, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nresults: results/s.jsonl\nbase:\n  preset: smoke\n  data_root: {synth_root}\n"
+                    "  lr: 1e-3\ngrid:\n  - seed: [0, 1]\n    weight_decay: 2E-5\n")
+    sweep = load_sweep(path)
+    assert [(r.config.lr, r.config.weight_decay) for r in sweep.runs] == [(1e-3, 2e-5)] * 2
+    path.write_text(path.read_text() + "name: again\n")
+    with pytest.raises(ValueError, match=r"(?s)cannot read sweep file .*s\.yaml.*found the key 'name' twice "
+                                         r"\(first on line 1\)"):
+        load_sweep(path)
+
+
 def test_append_is_atomic_and_never_duplicates(tmp_path):
     res = tmp_path / "r.jsonl"
     assert append_record(res, {"sweep": {"run_id": "a"}, "config": {}, "image_auroc": 0.5})

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -46,6 +47,7 @@ def test_end_to_end_run_writes_the_record(synth_root, tmp_path):
     assert (tmp_path / "r" / "model.pt").is_file() and not (tmp_path / "r" / "checkpoint.pt").exists()
     assert len(m["epoch_losses"]) == 2
     assert res.predictions.attention.shape[0] == len(rows)
+    assert "n_test_empty_masks" not in m  # written only when there are any
 
 
 @pytest.mark.slow
@@ -143,6 +145,17 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
     assert main(args[:-3] + ["--seed", "5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "different run" in capsys.readouterr().err
     assert (tmp_path / "r" / "metrics.json").read_text() == before
+    # a hand-edited record without its image AUROC, or with one outside [0, 1]: named, kept
+    for edit, error in ((lambda m: m.pop("image_auroc"), "metrics.json: no image_auroc"),
+                        (lambda m: m.update(image_auroc=1.7),
+                         "image_auroc must be a number in [0, 1], got 1.7")):
+        m = json.loads(before)
+        edit(m)
+        (tmp_path / "r" / "metrics.json").write_text(json.dumps(m))
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert error in err and "nothing was overwritten" in err
+        assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == m
 
 
 def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
@@ -175,3 +188,175 @@ def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
             with RunLock(out):
                 pass
     assert not (out / ".lock").exists()
+
+
+def test_scores_csv_gives_the_recorded_metrics_exactly(synth_root, tmp_path):
+    from atac.evaluate import image_metrics
+
+    res = run(_cfg(synth_root, epochs=1), tmp_path / "r", progress=False)
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
+    labels = [int(r["label"]) for r in rows]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == [float(v) for v in res.predictions.scores]  # each score reads back as itself
+    assert [float(r["score_zoom"]) for r in rows] == [float(v) for v in res.predictions.score_zoom]
+    again = image_metrics(labels, scores)
+    assert again["image_auroc"] == m["image_auroc"] and again["image_auprc"] == m["image_auprc"]
+
+
+def test_a_full_disk_during_training_names_the_checkpoint(synth_root, tmp_path, monkeypatch, capsys):
+    import shutil
+    from types import SimpleNamespace
+
+    real_save = torch.save
+
+    def checkpoint_fails(obj, f):  # the disk fills up while the first checkpoint is written
+        if ".checkpoint.pt." not in str(f):
+            return real_save(obj, f)
+        with open(f, "wb") as fh:
+            fh.write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed "
+                           "writing file data/3: file write failed")
+
+    monkeypatch.setattr(torch, "save", checkpoint_fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=100, used=100, free=0))
+    out = tmp_path / "full"
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--category", "weave",
+               "--weights", "none", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / 'checkpoint.pt'}: no space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # no temporary file left behind
+
+
+def _nan_at_call(monkeypatch, n: int) -> None:
+    """From now on, the training loss of the n-th step (counted from 1) is NaN."""
+    calls = {"n": 0}
+    real = train_mod.zoom_loss
+
+    def loss(*args):
+        calls["n"] += 1
+        value = real(*args)
+        return value * float("nan") if calls["n"] == n else value
+
+    monkeypatch.setattr(train_mod, "zoom_loss", loss)
+
+
+def test_a_diverging_run_stops_at_the_step_naming_the_checkpoint_to_delete(synth_root, tmp_path, monkeypatch):
+    from conftest import count_training_steps
+
+    cfg = dict(epochs=3, steps_per_epoch=2)
+    out = tmp_path / "nan"
+    steps = count_training_steps(monkeypatch)
+    _nan_at_call(monkeypatch, 3)  # epoch 2, step 1
+    with pytest.raises(ValueError, match=r"diverged: the loss is nan at epoch 2, step 1 of 2 .*delete "
+                                         + re.escape(str(out / "checkpoint.pt"))):
+        run(_cfg(synth_root, **cfg), out, progress=False)
+    assert steps["n"] == 3  # stopped at that step
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and torch.isfinite(torch.tensor(state["losses"])).all()  # epoch 1 only
+
+
+def test_a_checkpoint_with_non_finite_losses_or_weights_is_never_resumed(synth_root, tmp_path, monkeypatch):
+    def die(obj, path):  # killed right after the first checkpoint
+        torch.save(obj, path)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(synth_root), out, progress=False)
+    monkeypatch.undo()
+    good = torch.load(out / "checkpoint.pt", weights_only=False)
+
+    def nan_loss(st):  # as an earlier atac saved a diverged epoch
+        st["losses"][0] = float("nan")
+
+    def inf_weight(st):
+        next(v for v in st["model"].values() if v.is_floating_point()).fill_(float("inf"))
+
+    for what, edit in (("the loss of epoch 1 is nan", nan_loss), ("the weight .* is not finite", inf_weight)):
+        bad = torch.load(out / "checkpoint.pt", weights_only=False)
+        edit(bad)
+        torch.save(bad, out / "checkpoint.pt")
+        with pytest.raises(ValueError, match=re.escape(f"{out / 'checkpoint.pt'} holds a run that diverged")
+                                             + rf" \({what}\); it is not resumed from: delete it"):
+            run(_cfg(synth_root), out, progress=False)
+        torch.save(good, out / "checkpoint.pt")
+    assert not (out / "metrics.json").exists()
+
+
+def test_on_an_accelerator_the_loss_is_checked_once_per_epoch(synth_root, tmp_path, monkeypatch):
+    from conftest import count_training_steps
+
+    steps = count_training_steps(monkeypatch)
+    monkeypatch.setattr(train_mod, "_checks_each_step", lambda device: False)  # CUDA's check
+    _nan_at_call(monkeypatch, 3)
+    with pytest.raises(ValueError, match=r"diverged: the mean loss of epoch 2 is nan \(on cpu the loss is "
+                                         r"checked once per epoch\)"):
+        run(_cfg(synth_root, epochs=3, steps_per_epoch=2), tmp_path / "r", progress=False)
+    assert steps["n"] == 4 and torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_cli_a_learning_rate_that_diverges(synth_root, tmp_path, capsys):
+    rc = main(["train", "--preset", "smoke", "--data-root", str(synth_root), "--weights", "none",
+               "--lr", "1e30", "--quiet", "--out", str(tmp_path / "big")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "training diverged: the loss is" in err and "epoch 1, step" in err
+    assert "lr 1e+30" in err and not (tmp_path / "big" / "metrics.json").exists()
+
+
+def _with_empty_masks(synth_root, tmp_path, defect_type: str):
+    """A copy of the synthetic weave category whose ``defect_type`` masks mark no pixel."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root / "synthetic" / "weave", root / "synthetic" / "weave")
+    for mask in (root / "synthetic" / "weave" / "ground_truth" / defect_type).iterdir():
+        Image.fromarray(np.zeros_like(np.array(Image.open(mask)))).save(mask)
+    return root
+
+
+def test_the_record_counts_the_empty_masks_of_the_test_set(synth_root, tmp_path, capsys):
+    root = _with_empty_masks(synth_root, tmp_path, "hole")
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
+                 "--shots", "2", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    n_holes = sum(1 for rel in m["split"]["test"] if "/hole/" in rel)
+    assert n_holes > 0 and m["n_test_empty_masks"] == n_holes
+    assert main(["evaluate", str(out / "model.pt"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_test_empty_masks"] == n_holes
+
+
+def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root, tmp_path, capsys,
+                                                                      monkeypatch):
+    import warnings
+
+    import atac.cli as cli
+    from atac.data.datasets import DataWarning
+
+    root = _with_empty_masks(synth_root, tmp_path, "hole")
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["train", "--preset", "smoke", "--data-root", str(root), "--category", "weave",
+                     "--shots", "2", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^atac: warning: \d+ anomalous image\(s\) have an empty ground-truth mask and are "
+                     r"left out of pixel metrics: .*hole", err, re.M)
+    assert "DataWarning" not in err and "warnings.warn" not in err
+    assert warnings.showwarning is before  # main puts the hook back
+
+    def two_warnings(args):
+        warnings.warn("something else", UserWarning)
+        warnings.warn("about the data", DataWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_methods", two_warnings)
+    with pytest.warns(UserWarning, match="something else") as rec:  # passed on as it was
+        assert main(["methods"]) == 0
+    assert [str(w.message) for w in rec] == ["something else"]
+    assert capsys.readouterr().err == "atac: warning: about the data\n"

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..paths import cache_dir
+from ..results import atomic_torch_save
 from .datasets import DataWarning, Sample, some
 from .images import read_image, read_mask
 
@@ -157,6 +157,7 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
     Raises:
         ImageReadError: an image or mask cannot be read, or a mask's size differs from its
             image's (names the file); nothing is cached then.
+        WriteError: the cache file cannot be written (a full disk: names it and the cause).
     """
     key = _cache_key(samples, size, clahe, clip, tile, mask_threshold)
     path = cache_dir() / "prep" / f"{key}.pt"
@@ -208,13 +209,6 @@ def _prepare(samples, size, clahe, clip, tile, mask_threshold, path, progress) -
             has_mask[i] = not empty_mask[i]
     prepared = Prepared([s.path for s in samples], images, masks, has_mask, empty_mask)
     if use_cache:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"paths": prepared.paths, "images": images, "masks": masks,
-                        "has_mask": has_mask, "empty_mask": empty_mask}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save({"paths": prepared.paths, "images": images, "masks": masks,
+                           "has_mask": has_mask, "empty_mask": empty_mask}, path)
     return prepared

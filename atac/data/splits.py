@@ -18,12 +18,14 @@ known defect type, and that whole type is removed from the test set.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import DatasetIndex, DataWarning, Sample
+from .datasets import DatasetIndex, DataWarning, Sample, some
 
 DRAW = 10  # size of the shared draw: one-shot takes the first of the ten-shot draw
 
@@ -120,3 +122,70 @@ def make_split(index: DatasetIndex, shots: int, seed: int, setting: str = "gener
     train_paths = {s.path for s in split.train_normal} | {s.path for s in split.train_anomalous}
     assert not train_paths & {s.path for s in test}, "a file is both in training and test"
     return split
+
+
+def split_from_record(index: DatasetIndex, record: dict, where: str) -> Split:
+    """The split that a record names (:meth:`Split.record`: files relative to the dataset folder),
+    its files looked up in ``index``.
+
+    Raises:
+        SplitError: the record has no file lists, or ``index`` lacks some of its files (names them,
+            the dataset folder and ``where``, the file the record came from).
+    """
+    by_rel = {s.rel: s for s in index.train + index.test}
+    lists = {k: record.get(k) for k in ("train_normal", "train_anomalous", "test")}
+    if not all(isinstance(v, list) for v in lists.values()) or "setting" not in record:
+        raise SplitError(f"{where}: the recorded split has no setting or file lists")
+    missing = [rel for files in lists.values() for rel in files if rel not in by_rel]
+    if missing:
+        raise SplitError(f"{where}: {len(missing)} file(s) of the recorded split are not in "
+                         f"{index.root}: {some(missing)}")
+    return Split(*([by_rel[rel] for rel in lists[k]] for k in ("train_normal", "train_anomalous", "test")),
+                 record["setting"], record["shots"], record["seed"], record.get("known_type"),
+                 record.get("draw"))
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprints(samples: list[Sample]) -> list[dict]:
+    """What identifies each file, wherever it is later found: ``rel`` (relative to its dataset
+    folder), ``path`` (absolute, symlinks resolved), ``size`` (bytes) and ``sha256`` (of its bytes).
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    return [{"rel": s.rel, "path": os.path.realpath(s.path), "size": os.path.getsize(s.path),
+             "sha256": _sha256(s.path)} for s in samples]
+
+
+def same_files(test: list[Sample], known: list[dict]) -> list[tuple[Sample, dict, str]]:
+    """The files of ``test`` that are files of ``known`` (:func:`fingerprints`): ``(sample, known
+    file, how)``, ``how`` being ``"the same file"`` (equal paths once symlinks are resolved) or ``"a
+    byte-identical copy"`` (equal size and SHA-256; only files of a known size are read).
+
+    Raises:
+        OSError: a test file cannot be read.
+    """
+    by_path = {k["path"]: k for k in known}
+    by_size: dict[int, list[dict]] = {}
+    for k in known:
+        by_size.setdefault(k["size"], []).append(k)
+    found = []
+    for s in test:
+        real = os.path.realpath(s.path)
+        if real in by_path:
+            found.append((s, by_path[real], "the same file"))
+            continue
+        candidates = by_size.get(os.path.getsize(real), [])
+        if candidates:
+            digest = _sha256(real)
+            match = next((k for k in candidates if k["sha256"] == digest), None)
+            if match is not None:
+                found.append((s, match, "a byte-identical copy"))
+    return found
