@@ -308,6 +308,10 @@ class RunConfig:
                               ("batch_mix", BATCH_MIXES), ("rng_streams", RNG_STREAMS)):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"must be one of {', '.join(allowed)}")
+        if self.method == "dra" and self.batchnorm != "train":
+            raise bad("batchnorm", "is not read by dra (its own network)")
+        if self.method != "atac" and self.zoom_loss != "mean":
+            raise bad("zoom_loss", "is read by a recipe with a zoomed view (atac) only")
         if self.dra_pyramid_resize not in PYRAMID_RESIZE:
             raise bad("dra_pyramid_resize", f"must be one of {', '.join(PYRAMID_RESIZE)}")
         if self.method == "dra" and self.image_size // 2 ** (self.dra_scales - 1) < 32:

@@ -66,21 +66,24 @@ class ZoomTelemetry:
     @torch.no_grad()
     def update(self, out, slots: torch.Tensor) -> None:
         """Add one training step: ``out`` an :class:`atac.models.Output` with a zoom pass; ``slots`` (B,)."""
-        full, crop = out.score_full.detach().float(), out.score_zoom.detach().float()
-        zoom = out.zoom.float()
-        cols = torch.stack([torch.ones_like(full), zoom, full, crop, (full >= self.margin).float(),
-                            zoom * (crop >= self.margin).float()], dim=1)            # (B, 6)
-        onehot = torch.stack([slots == s for s in SLOT_NAMES], dim=0).float()      # (3, B)
-        sums = onehot @ cols                                                        # (3, 6)
+        # float64 and no autocast: exact counts and sums under a bf16 training step too
+        with torch.autocast(out.score_full.device.type, enabled=False):
+            full, crop = out.score_full.detach().double(), out.score_zoom.detach().double()
+            zoom = out.zoom.double()
+            cols = torch.stack([torch.ones_like(full), zoom, full, crop, (full >= self.margin).double(),
+                                zoom * (crop >= self.margin).double()], dim=1)      # (B, 6)
+            onehot = torch.stack([slots == s for s in SLOT_NAMES], dim=0).double()  # (3, B)
+            sums = (onehot[:, :, None] * cols[None]).sum(dim=1)                    # (3, 6)
         self._sums = sums if self._sums is None else self._sums + sums
         if out.sigma_share is not None:
-            share = out.sigma_share.detach().float()
+            share = out.sigma_share.detach().double()
             self._share = share if self._share is None else self._share + share
         self._steps += 1
 
-    def end_epoch(self, model: nn.Module) -> dict:
-        """Close the epoch: append and return its dict (see the class), reset the sums."""
-        entry: dict = {"epoch": len(self.history) + 1}
+    def end_epoch(self, model: nn.Module, epoch: int | None = None) -> dict:
+        """Close epoch ``epoch`` (1-based; default: the next after :attr:`history`'s): append and
+        return its dict (see the class), reset the sums."""
+        entry: dict = {"epoch": epoch if epoch is not None else len(self.history) + 1}
         sums = self._sums.cpu().double() if self._sums is not None else torch.zeros(3, 6, dtype=torch.float64)
         for row, name in zip(sums, SLOT_NAMES.values()):
             n = float(row[0])

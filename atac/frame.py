@@ -43,28 +43,57 @@ def _digest(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def arm_labels(configs: list[dict], ignore: tuple[str, ...] = ()) -> list[str]:
-    """A readable label per config: its method, then ``field=value`` for each field that differs
-    among the arms of that method and is not at its default here (``"deviation"``,
-    ``"atac batchnorm=frozen zoom_loss=per_view"``). Distinct arms of one method get distinct labels
-    (unless they differ only in ``ignore``d fields, which are left out of arm and label alike).
+def arm_labels(configs: list[dict], ignore: tuple[str, ...] = (), within_method: bool = False) -> list[str]:
+    """A readable label per config: its method, then ``field=value`` for
+
+    - every reading of :data:`atac.config.READING_FIELDS` that is not the literal one, where that
+      reading differs among all the arms (whatever the method, so that a reading never hides
+      behind the label of a literal arm of another method), and
+    - every other field that differs among the arms (all arms, or with ``within_method`` those of
+      the same method) where this arm's value is not the most common one among them (ties: the
+      dataclass default, else the smallest value), so that an arm added later never takes over the
+      label of the arms that were there.
+
+    ``"deviation"``, ``"atac batchnorm=frozen zoom_loss=per_view"``. Fields in ``ignore`` are left
+    out of arms and labels alike.
     """
+    from collections import Counter
+
+    from .config import READING_FIELDS
+
     arms = [{k: v for k, v in arm_identity(c).items() if k not in ignore} for c in configs]
-    by_method: dict[str, dict[str, dict]] = {}
-    for a in arms:
-        by_method.setdefault(str(a.get("method")), {})[_digest(a)] = a
-    varying: dict[str, list[str]] = {}
-    for method, group in by_method.items():
-        keys = sorted({k for a in group.values() for k in a} - {"method"})
-        varying[method] = [k for k in keys
-                           if len({json.dumps(_plain(a.get(k, _DEFAULTS.get(k))), default=str)
-                                   for a in group.values()}) > 1]
+    def key(v):
+        return json.dumps(_plain(v), default=str)
+
+    def reference(group: list[dict]) -> dict[str, str]:
+        keys = sorted({k for a in group for k in a} - {"method"} - set(READING_FIELDS))
+        ref = {}
+        for k in keys:
+            counts = Counter(key(a.get(k, _DEFAULTS.get(k))) for a in group)
+            if len(counts) > 1:
+                top = max(counts.values())
+                tied = sorted(v for v, n in counts.items() if n == top)
+                default = key(_DEFAULTS.get(k))
+                ref[k] = default if default in tied else tied[0]
+        return ref
+
+    varying_readings = [k for k in READING_FIELDS
+                        if len({key(a.get(k, READING_FIELDS[k])) for a in arms}) > 1]
+    # the most common value counts runs, not arms: the arm with the most runs keeps its plain label
+    methods = {str(a.get("method")) for a in arms}
+    if within_method:
+        refs = {m: reference([a for a in arms if str(a.get("method")) == m]) for m in methods}
+    else:
+        shared = reference(arms)
+        refs = {m: shared for m in methods}
     labels = []
     for a in arms:
         method = str(a.get("method"))
-        parts = [f"{k}={_plain(a[k])}" for k in varying[method]
-                 if k in a and _plain(a[k]) != _plain(_DEFAULTS.get(k))]
-        labels.append(" ".join([method, *parts]))
+        parts = {k: _plain(a[k]) for k in varying_readings if k in a and _plain(a[k]) != READING_FIELDS[k]}
+        for k, ref in refs[method].items():
+            if key(a.get(k, _DEFAULTS.get(k))) != ref:
+                parts[k] = _plain(a.get(k, _DEFAULTS.get(k)))
+        labels.append(" ".join([method, *(f"{k}={parts[k]}" for k in sorted(parts))]))
     return labels
 
 

@@ -170,6 +170,11 @@ def contrast(frame: pd.DataFrame, terms: dict[str, float], metric: str = "image_
     keys = [*CLASS_FIELDS, "seed"]
     sub = frame[frame["arm"].isin(list(terms))].copy()
     sub[keys] = sub[keys].astype(object).where(sub[keys].notna(), "")
+    dup = sub[sub.duplicated([*keys, "arm"], keep=False)]
+    if len(dup):
+        d = dup.iloc[0]
+        raise ValueError(f"arm {d['arm']!r} has several runs of {d['category']}, seed {d['seed']}; "
+                         "remove the duplicates")
     splits = sub.groupby(keys)["split_id"].nunique(dropna=True)
     if (splits > 1).any():
         k = dict(zip(keys, splits[splits > 1].index[0]))

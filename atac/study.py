@@ -26,12 +26,13 @@ CLASSES = 3
 SEEDS = 6
 SIGMA_SHARE_BOUND = 0.05
 
-# (hypothesis, what is compared, the contrast as {arm letter: coefficient}, the predicted sign)
+# (hypothesis, what is compared, the contrast as {arm letter: coefficient}, the predicted sign; 0
+# where the registration states no direction: the reading is then two-sided)
 COMPARISONS = (
     ("H1", "C − B: per-view loss against literal ATAC-Net", {"C": 1, "B": -1}, +1),
     ("H2", "D − B: frozen BatchNorm against literal ATAC-Net", {"D": 1, "B": -1}, +1),
     ("H2", "(D − F) − (B − A): the zoom's effect under frozen against train-mode BatchNorm",
-     {"D": 1, "F": -1, "B": -1, "A": 1}, +1),
+     {"D": 1, "F": -1, "B": -1, "A": 1}, 0),
     ("H3", "B − A: literal ATAC-Net against step III", {"B": 1, "A": -1}, +1),
     ("H3", "C − A: per-view loss against step III", {"C": 1, "A": -1}, +1),
     ("H3", "D − A: frozen BatchNorm against step III", {"D": 1, "A": -1}, +1),
@@ -39,7 +40,7 @@ COMPARISONS = (
     ("H4", "H − A: ATAC-Net with the lineage's rotation and batch mix against step III",
      {"H": 1, "A": -1}, +1),
     ("H4", "(H − G) − (B − A): the zoom's effect with against without the lineage's rotation and batch mix",
-     {"H": 1, "G": -1, "B": -1, "A": 1}, +1),
+     {"H": 1, "G": -1, "B": -1, "A": 1}, 0),
 )
 
 
@@ -48,6 +49,8 @@ def _reading(verdict: str, sign: int) -> str:
         return "not yet measured"
     if verdict == "not distinguishable":
         return "not shown (interval includes 0)"
+    if sign == 0:
+        return f"a difference ({verdict} 0; no direction was registered)"
     return "as predicted" if (verdict == "above") == (sign > 0) else "opposite to the prediction"
 
 
@@ -67,12 +70,22 @@ def comparisons(frame: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def completeness(frame: pd.DataFrame) -> pd.DataFrame:
-    """Runs recorded per arm against the registered ``CLASSES × SEEDS``: ``arm`` (letter), ``label``,
-    ``runs``, ``planned``."""
-    counts = frame.groupby("arm").size() if len(frame) else pd.Series(dtype=int)
-    return pd.DataFrame([{"arm": k, "label": v, "runs": int(counts.get(v, 0)), "planned": CLASSES * SEEDS}
-                         for k, v in ARMS.items()])
+def completeness(frame: pd.DataFrame, classes: int = CLASSES, seeds: int = SEEDS) -> pd.DataFrame:
+    """Per registered arm: ``arm`` (letter), ``label``, ``runs`` recorded, ``classes`` and
+    ``seeds`` it has runs of, ``planned`` (classes × seeds) and ``complete`` (every class has every
+    seed 0..seeds-1); then one row per arm of the frame that the registration does not name,
+    ``arm`` = "exploratory"."""
+    rows = []
+    registered = set(ARMS.values())
+    labels = list(ARMS.items()) + [("exploratory", a) for a in sorted(set(frame["arm"]) - registered)] \
+        if len(frame) else list(ARMS.items())
+    for letter, label in labels:
+        sub = frame[frame["arm"] == label] if len(frame) else frame
+        per_class = sub.groupby("category")["seed"].apply(set) if len(sub) else pd.Series(dtype=object)
+        full = sum(1 for s in per_class if set(range(seeds)) <= set(s))
+        rows.append({"arm": letter, "label": label, "runs": len(sub), "classes": len(per_class),
+                     "planned": classes * seeds, "complete": letter != "exploratory" and full >= classes})
+    return pd.DataFrame(rows)
 
 
 def sigma_share(telemetry: pd.DataFrame) -> dict:
@@ -84,6 +97,9 @@ def sigma_share(telemetry: pd.DataFrame) -> dict:
         return {"n": 0, "max": None, "median": None, "reading": "not yet measured"}
     last = t[t["epoch"] == t.groupby(["category", "seed"])["epoch"].transform("max")]
     per_run = last.groupby(["category", "seed"])["sigma_share_crop_map"].first().astype(float)
+    per_run = per_run.dropna()
+    if not len(per_run):
+        return {"n": 0, "max": None, "median": None, "reading": "not yet measured"}
     ok = bool((per_run < SIGMA_SHARE_BOUND).all())
     return {"n": len(per_run), "max": float(per_run.max()), "median": float(per_run.median()),
             "reading": "as predicted" if ok else "opposite to the prediction"}

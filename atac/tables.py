@@ -121,7 +121,7 @@ def setups(records: list[dict]) -> list[str]:
     that runs whose configs differ in anything but the seed and the class are never pooled."""
     from .frame import arm_labels
 
-    labels = arm_labels([r.get("config") or {} for r in records], ignore=_NAMED)
+    labels = arm_labels([r.get("config") or {} for r in records], ignore=_NAMED, within_method=True)
     out = []
     for r, label in zip(records, labels):
         variant = label.partition(" ")[2]

@@ -431,7 +431,7 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         seconds += time.perf_counter() - t0
         bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
         if telemetry is not None:
-            telemetry.end_epoch(model)
+            telemetry.end_epoch(model, epoch + 1)
         if ckpt is not None:
             _atomic_torch_save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

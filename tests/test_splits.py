@@ -123,11 +123,16 @@ def test_the_recorded_benchmark_splits_are_unchanged():
                 splits.setdefault(key, s)
     assert len(splits) >= 20 and {k[0] for k in splits} == {"mvtec_ad", "magnetic_tile"}
     indexes = {}
+    checked = 0
     for (dataset, category, setting, known_type, shots, seed), recorded in splits.items():
+        if dataset == "mvtec_ad" and not (root / "mvtec_ad" / category).is_dir():
+            continue   # a class this data root lacks (metal_nut outside get_metal_nut.sh's root)
         if (dataset, category) not in indexes:
             indexes[dataset, category] = load_index(dataset, category, root)
+        checked += 1
         s = make_split(indexes[dataset, category], shots, seed, setting, known_type).record()
         assert "draw" not in recorded and s == recorded, (dataset, category, setting, known_type, shots, seed)
+    assert checked >= 20
 
 
 @pytest.mark.slow

@@ -107,3 +107,24 @@ def test_tables_never_pool_runs_whose_configs_differ_beyond_the_seed():
     assert by["cpu: 15 epochs × 20 steps, batch 16, 224 px; lr=0.001"]["mean"] == pytest.approx(0.5)
     same = tables.table1_rows([_record(seed=s) for s in range(3)])
     assert [r["budget"] for r in same] == ["cpu: 15 epochs × 20 steps, batch 16, 224 px"]   # no variant named
+
+
+def test_arm_labels_never_hide_a_reading_or_hand_a_label_to_a_later_arm():
+    # DevNet runs all frozen, ATAC-Net literal and frozen: the frozen DevNet is named so
+    configs = [_record(batchnorm="frozen")["config"], _record("atac")["config"],
+               _record("atac", batchnorm="frozen")["config"]]
+    assert arm_labels(configs) == ["deviation batchnorm=frozen", "atac", "atac batchnorm=frozen"]
+    # an arm added later at a field's dataclass default does not take the plain label
+    configs = [_record("atac", seed=s)["config"] for s in range(3)] + [_record("atac", epochs=30)["config"]]
+    assert arm_labels(configs) == ["atac", "atac", "atac", "atac epochs=30"]
+    # a reading the same in every arm is not named
+    configs = [_record(rng_streams="independent")["config"], _record("atac", rng_streams="independent")["config"]]
+    assert arm_labels(configs) == ["deviation", "atac"]
+
+
+def test_a_contrast_refuses_two_runs_of_one_arm_class_and_seed():
+    from atac.stats import contrast
+
+    frame = records_frame([_record(seed=0), _record(seed=0), _record("atac", seed=0)])
+    with pytest.raises(ValueError, match="several runs"):
+        contrast(frame, {"atac": 1, "deviation": -1})
