@@ -26,10 +26,8 @@ tests). The pre-processing cache (:mod:`atac.data.preprocess`) is shared by ever
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import hashlib
 import itertools
 import json
@@ -47,8 +45,8 @@ from tqdm import tqdm
 from .config import EXECUTION_FIELDS, RunConfig, identity, load_yaml, preset
 from .memory import release_freed_memory
 from .methods import get_method
+from .locks import RunInUseError, locked
 from .results import atomic_write_text, git_commit, load_records, machine, write_records
-from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # config fields that may differ between a recorded run and the sweep's run of it
@@ -206,15 +204,9 @@ def select(runs: list[SweepRun], only: list[str]) -> list[SweepRun]:
 
 
 # ---------------------------------------------------------------------------- results file
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _lock_file(path: Path) -> Path:
+    """The lock file that guards ``path``'s rewrites (:func:`atac.locks.locked`): ``.<name>.lock`` beside it."""
+    return path.with_name(f".{path.name}.lock")
 
 
 def recorded(results: Path) -> dict[str, dict]:
@@ -241,7 +233,7 @@ def append_record(results: Path, record: dict) -> bool:
     (:func:`atac.results.write_records`). Returns False, writing nothing, when a record with the
     same run id is there.
     """
-    with _locked(results):
+    with locked(_lock_file(results)):
         if record["sweep"]["run_id"] in recorded(results):
             return False
         old = load_records(results) if results.is_file() else []
@@ -447,7 +439,7 @@ def _check_writable(results: Path) -> None:
         raise ValueError(f"results file {results} is a folder; give a file path (--results)")
     try:
         results.parent.mkdir(parents=True, exist_ok=True)
-        with open(results.with_name(f".{results.name}.lock"), "a"):
+        with open(_lock_file(results), "a"):
             pass
     except OSError as exc:
         raise ValueError(f"results file {results} cannot be written ({exc.strerror or exc})") from exc
@@ -539,7 +531,7 @@ def _log_session(sweep: Sweep, report: SweepReport, jobs, threads, executor, onl
              "wall_seconds": round(report.wall_seconds, 1), "git_commit": git_commit(),
              "machine": machine()}
     path = sweep.results.with_name(sweep.results.stem + ".sessions.jsonl")
-    with _locked(path):
+    with locked(_lock_file(path)):
         old = path.read_text() if path.is_file() else ""
         atomic_write_text(path, old + json.dumps(entry) + "\n")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .data.splits import Split, fingerprints, make_split, split_from_record
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .diagnostics import ZoomTelemetry, model_zooms, zoom_test_diagnostics
 from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss, zoom_loss
+from .locks import RunLock
 from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
 from .precision import amp_name, async_to, autocast
@@ -267,11 +267,6 @@ def _comparable(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in RESUME_FREE}
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    """:func:`atac.results.atomic_torch_save` (raises its ``WriteError`` naming the file and cause)."""
-    atomic_torch_save(obj, path)
-
-
 class DivergedError(ValueError):
     """Training went non-finite (a NaN or infinite loss), or a checkpoint holds non-finite weights
     or losses; the message names the epoch and step and the checkpoint to delete."""
@@ -433,7 +428,7 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         if telemetry is not None:
             telemetry.end_epoch(model, epoch + 1)
         if ckpt is not None:
-            _atomic_torch_save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
+            atomic_torch_save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": model.state_dict(),
                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                 "generator": gen.get_state(), "ref_generator": ref_gen.get_state(),
                                 "torch_rng": torch.get_rng_state(), "losses": losses,
@@ -522,60 +517,6 @@ def same_config(record: dict, cfg: RunConfig) -> bool:
     """True when a record was made with ``cfg`` (:func:`atac.config.identity`: the device, data
     folder and the like may differ; a different precision or compilation may not)."""
     return identity(record.get("config", {})) == identity(cfg.to_dict())
-
-
-class RunInUseError(ValueError):
-    """An output folder is locked by another live run (a second sweep working on the same runs)."""
-
-
-class RunLock:
-    """An exclusive lock on an output folder: an ``flock`` on ``.lock``, which holds the owner's pid.
-
-    Two runs writing into one folder at once would overwrite each other's record. The operating
-    system releases an ``flock`` when its process dies, however it dies, so a lock left behind is
-    never mistaken for a live one (not even when its pid has been reused by another process).
-
-    Raises (on entry):
-        RunInUseError: another process (or another RunLock in this one) holds the folder.
-        OSError: the folder cannot hold the lock file, or its filesystem has no ``flock``.
-    """
-
-    def __init__(self, folder: Path):
-        self.path = folder / ".lock"
-        self._fd: int | None = None
-
-    def __enter__(self) -> "RunLock":
-        import fcntl
-
-        while True:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    owner = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-                    raise RunInUseError(f"{self.path.parent} is in use by another run (process {owner}); "
-                                        "wait for it or use another --out folder") from None
-                try:
-                    st, now = os.fstat(fd), os.stat(self.path)
-                    same = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
-                except FileNotFoundError:
-                    same = False
-                if same:  # not a file its previous owner unlinked while we were locking it
-                    os.ftruncate(fd, 0)
-                    os.write(fd, str(os.getpid()).encode())
-                    self._fd = fd
-                    return self
-            except BaseException:
-                os.close(fd)  # never leave a descriptor (and its lock) behind
-                raise
-            os.close(fd)
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a new inode
-        if self._fd is not None:
-            os.close(self._fd)  # releases the flock
-            self._fd = None
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:
@@ -675,7 +616,7 @@ def _write_outputs(out: Path, cfg: RunConfig, data: RunData, preds: Predictions,
     normals and anomalies: what ``atac evaluate`` checks a test set against)."""
     write_scores(out / "scores.csv", data.split.test, preds)
     split = data.split
-    _atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
+    atomic_torch_save({"config": cfg.to_dict(), "model": model.state_dict(),
                         "weights_source": model.weights_source, "split": split.record(),
                         "training_files": fingerprints(split.train_normal + split.train_anomalous)},
                        out / "model.pt")

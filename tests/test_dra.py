@@ -277,18 +277,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(reference_run, sy
                                                                 monkeypatch):
     ref, _ = reference_run
     out = tmp_path / "k"
-    real_save = train_mod._atomic_torch_save
+    real_save = train_mod.atomic_torch_save
 
     def die_after_epoch_1(obj, path):
         real_save(obj, path)
         if path.name == "checkpoint.pt":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die_after_epoch_1)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), out, progress=False)
     assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
     steps = count_training_steps(monkeypatch)
     res = run(_cfg(synth_root), out, progress=False)
     assert steps["n"] == _cfg().steps_per_epoch  # the second epoch only

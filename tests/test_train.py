@@ -57,7 +57,7 @@ def test_same_seed_same_scores_and_resume_after_interruption(synth_root, tmp_pat
     assert torch.equal(a.predictions.scores, b.predictions.scores)
 
     calls = {"n": 0}
-    real_save = train_mod._atomic_torch_save
+    real_save = train_mod.atomic_torch_save
 
     def save_then_die(obj, path):
         real_save(obj, path)
@@ -65,11 +65,11 @@ def test_same_seed_same_scores_and_resume_after_interruption(synth_root, tmp_pat
         if path.name == "checkpoint.pt" and calls["n"] == 1:
             raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", save_then_die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), tmp_path / "c", progress=False)
     assert (tmp_path / "c" / "checkpoint.pt").is_file() and not (tmp_path / "c" / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
     c = run(_cfg(synth_root), tmp_path / "c", progress=False)
     assert torch.allclose(a.predictions.scores, c.predictions.scores, atol=1e-5)
     assert c.metrics["epoch_losses"] == a.metrics["epoch_losses"]
@@ -80,7 +80,7 @@ def test_resume_refuses_a_different_config(synth_root, tmp_path, monkeypatch):
         torch.save(obj, path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root, epochs=1), tmp_path / "d", progress=False)
     monkeypatch.undo()
@@ -159,7 +159,7 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
 
 
 def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
-    from atac.train import RunLock
+    from atac.locks import RunLock
 
     out = tmp_path / "busy"
     out.mkdir()
@@ -262,7 +262,7 @@ def test_a_checkpoint_with_non_finite_losses_or_weights_is_never_resumed(synth_r
         raise KeyboardInterrupt
 
     out = tmp_path / "r"
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), out, progress=False)
     monkeypatch.undo()
