@@ -42,15 +42,13 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig, identity, load_yaml, preset
+from .config import RunConfig, identity, load_yaml, preset, same_run
 from .memory import release_freed_memory
 from .methods import get_method
 from .locks import RunInUseError, locked
 from .results import atomic_write_text, git_commit, load_records, machine, write_records
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-# config fields that may differ between a recorded run and the sweep's run of it
-IGNORED_FIELDS = set(EXECUTION_FIELDS)
 
 
 @dataclass
@@ -74,10 +72,6 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
 
 
-def _comparable(cfg: dict) -> dict:
-    return identity(cfg)
-
-
 def run_id(cfg: RunConfig) -> str:
     """A readable, unique folder name: ``<category>-<method>-<shots>shot-s<seed>-<hash>``.
 
@@ -86,7 +80,7 @@ def run_id(cfg: RunConfig) -> str:
     clashing with old folders.
     """
     d = cfg.to_dict()
-    digest = hashlib.sha256(json.dumps(_comparable(d), sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(identity(d), sort_keys=True).encode()).hexdigest()[:8]
     setting = f"-hard-{cfg.known_type}" if cfg.setting == "hard" else ""
     cat = "magnetic_tile" if cfg.dataset == "magnetic_tile" else cfg.category
     return f"{cat}{setting}-{cfg.method}-{cfg.backbone}-{cfg.shots}shot-s{cfg.seed}-{digest}"
@@ -225,6 +219,13 @@ def recorded(results: Path) -> dict[str, dict]:
     return out
 
 
+def _recorded_as(done: dict[str, dict], run: SweepRun) -> bool:
+    """Whether ``done`` (:func:`recorded`) holds ``run``: its run id, with a config of the same run
+    (:func:`atac.config.same_run`; execution details such as the device may differ)."""
+    rec = done.get(run.run_id)
+    return rec is not None and same_run(rec.get("config", {}), run.config.to_dict())
+
+
 def append_record(results: Path, record: dict) -> bool:
     """Add one record (one JSON line) to ``results`` atomically, under an exclusive lock.
 
@@ -354,8 +355,7 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
     for r in runs:
         get_method(r.config.method)   # ValueError naming the valid methods, before anything runs
     done = recorded(sweep.results)
-    pending = [r for r in runs if not (r.run_id in done and _comparable(done[r.run_id].get("config", {}))
-                                       == _comparable(r.config.to_dict()))]
+    pending = [r for r in runs if not _recorded_as(done, r)]
     skipped = len(runs) - len(pending)
     if threads is None:
         omp = os.environ.get("OMP_NUM_THREADS", "")
@@ -578,7 +578,7 @@ def status(sweep: Sweep, only: list[str] | None = None) -> list[tuple[SweepRun, 
     out = []
     for r in select(sweep.runs, only or []):
         rec = done.get(r.run_id)
-        if rec is not None and _comparable(rec.get("config", {})) == _comparable(r.config.to_dict()):
+        if _recorded_as(done, r):
             out.append((r, f"done (AUROC {rec.get('image_auroc', float('nan')):.4f})"))
         elif (sweep.runs_dir / r.run_id / "metrics.json").exists():
             out.append((r, "finished, not yet recorded (the next `atac sweep` adds it)"))

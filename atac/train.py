@@ -29,7 +29,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig, identity
+from .config import RunConfig, identity_differences, same_run
 from .data.datasets import DatasetIndex, Sample, load_index
 from .data.preprocess import prepare
 from .data.pseudo import cutmix
@@ -49,11 +49,6 @@ from .results import (atomic_torch_save, check_record, git_commit, machine, pack
 # contiguous layout within float tolerance (tests/test_gpu_path.py); oneDNN's convolutions are
 # usually faster in it on CPU, and it is the layout tensor cores want on CUDA.
 MEMORY_FORMAT = "channels_last"
-
-# config fields that may change between an interrupted run and its resumption
-# (execution choices: where, how fast, from which folder — not what is computed); the sweep uses the
-# same set for its run ids and its "already recorded" check
-RESUME_FREE = set(EXECUTION_FIELDS)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -263,10 +258,6 @@ def make_loss(cfg: RunConfig, generator: torch.Generator) -> Callable:
     raise ValueError(f"recipe {recipe.name}: unknown loss {recipe.loss}")
 
 
-def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in RESUME_FREE}
-
-
 class DivergedError(ValueError):
     """Training went non-finite (a NaN or infinite loss), or a checkpoint holds non-finite weights
     or losses; the message names the epoch and step and the checkpoint to delete."""
@@ -358,9 +349,8 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         except Exception as exc:
             raise ValueError(f"{ckpt} is not a checkpoint written by atac ({exc}); delete it to "
                              "start this run afresh") from exc
-        if _comparable(state["config"]) != _comparable(cfg.to_dict()):
-            diff = sorted(k for k in _comparable(cfg.to_dict())
-                          if state["config"].get(k) != cfg.to_dict()[k])
+        if not same_run(state["config"], cfg.to_dict()):
+            diff = identity_differences(state["config"], cfg.to_dict())
             raise ValueError(f"{ckpt} belongs to a run with a different config (fields: "
                              f"{', '.join(diff)}); use another --out folder or delete the checkpoint")
         bad = _not_finite(state)
@@ -514,9 +504,8 @@ def completed_record(out_dir: str | Path) -> dict | None:
 
 
 def same_config(record: dict, cfg: RunConfig) -> bool:
-    """True when a record was made with ``cfg`` (:func:`atac.config.identity`: the device, data
-    folder and the like may differ; a different precision or compilation may not)."""
-    return identity(record.get("config", {})) == identity(cfg.to_dict())
+    """True when a record was made with ``cfg`` (:func:`atac.config.same_run`)."""
+    return same_run(record.get("config", {}), cfg.to_dict())
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, progress: bool = True) -> RunResult:

@@ -86,6 +86,12 @@ def test_resume_refuses_a_different_config(synth_root, tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="different config.*lr"):
         run(_cfg(synth_root, epochs=1, lr=1e-3), tmp_path / "d", progress=False)
+    # the test is atac.config.same_run: a precision other than the default's is part of the run
+    with pytest.raises(ValueError, match=r"different config \(fields: amp\)"):
+        run(_cfg(synth_root, epochs=1, amp="bf16"), tmp_path / "d", progress=False)
+    # execution details may change: the checkpoint's one epoch is resumed (nothing left to train)
+    res = run(_cfg(synth_root, epochs=1, device="cpu", eval_batch_size=3), tmp_path / "d", progress=False)
+    assert len(res.metrics["epoch_losses"]) == 1
 
 
 def test_balanced_batches_and_pseudo_anomaly_labels():
