@@ -21,7 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import BACKBONES, DATASETS, NORMALIZATIONS, PRESETS, SETTINGS, RunConfig, preset
+from .config import BACKBONES, DATASETS, NORMALIZATIONS, PRESETS, SETTINGS, RunConfig, merge
 from .methods import METHODS
 
 HELP = {
@@ -124,16 +124,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset defaults, then the --config file, then the flags given on the command line."""
     raw = RunConfig.load(args.config, raw=True) if args.config else {}
-    name = args.preset or raw.get("preset") or "paper"
-    d = preset(name).to_dict()
-    # the preset gives the base values; the file's keys win over them, flags over both
-    d.update({k: v for k, v in raw.items() if k != "preset"})
-    d["preset"] = name
-    for f in dataclasses.fields(RunConfig):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("extra", "preset"):
-            d[f.name] = v
-    return RunConfig.from_dict(d).validate()
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if f.name not in ("extra", "preset") and getattr(args, f.name, None) is not None}
+    return merge(args.preset or raw.get("preset"), {k: v for k, v in raw.items() if k != "preset"},
+                 flags).validate()
 
 
 CPU_COMPILE_NOTE = ("atac: compile is on and the device is the CPU: torch.compile takes minutes before "

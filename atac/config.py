@@ -407,11 +407,7 @@ class RunConfig:
         if raw:
             cls.from_dict(data)  # reports unknown keys
             return data
-        if "preset" in data:
-            base = preset(data["preset"]).to_dict()
-            base.update(data)
-            data = base
-        return cls.from_dict(data)
+        return merge(data.get("preset"), {k: v for k, v in data.items() if k != "preset"})
 
 
 # Budget presets. "paper" is the dataclass defaults (lineage hyper-parameters, ResNet-50, 224 px).
@@ -442,3 +438,21 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return RunConfig(preset=name, **PRESETS[name])
+
+
+def merge(preset_name: str | None, *layers: dict[str, Any]) -> RunConfig:
+    """A config in layers: the fields of preset ``preset_name`` (None: ``paper``), then each
+    layer's fields over them in turn — a config file's, then overrides (command-line flags, the
+    values of a sweep's grid block). ``preset`` names the preset unless a layer sets it (a sweep
+    block's ``preset: dra`` only labels its runs). The result is not validated.
+
+    Used by :meth:`RunConfig.load`, ``atac train`` (:func:`atac.cli.config_from_args`) and sweep
+    expansion (:func:`atac.sweep.expand`).
+
+    Raises:
+        ValueError: an unknown preset or field (named).
+    """
+    d = preset(preset_name or "paper").to_dict()
+    for layer in layers:
+        d.update(layer)
+    return RunConfig.from_dict(d)

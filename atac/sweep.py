@@ -42,7 +42,7 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import RunConfig, identity, load_yaml, preset, same_run
+from .config import RunConfig, identity, load_yaml, merge, preset, same_run
 from .memory import release_freed_memory
 from .methods import get_method
 from .locks import RunInUseError, locked
@@ -125,7 +125,8 @@ def load_sweep(path: str | Path, runs_dir: str | Path | None = None,
 def expand(sweep: Sweep) -> list[SweepRun]:
     """Every run of the grid, seed by seed (then block and field order), without duplicates."""
     base = {k.replace("-", "_"): v for k, v in sweep.base.items()}
-    start = preset(base.pop("preset", "paper")).to_dict()   # fields the sweep does not set
+    name = base.pop("preset", "paper")
+    preset(name)  # an unknown preset is the base's error, before any block
     runs: list[tuple[int, int, SweepRun]] = []
     seen: set[str] = set()
     for b, block in enumerate(sweep.blocks, 1):
@@ -135,9 +136,8 @@ def expand(sweep: Sweep) -> list[SweepRun]:
         if empty:
             raise ValueError(f"sweep file {sweep.file}, grid block {b}: '{empty[0]}' is an empty list")
         for values in itertools.product(*axes.values()):
-            d = {**start, **base, **dict(zip(axes, values))}
             try:
-                cfg = RunConfig.from_dict(d).validate()
+                cfg = merge(name, base, dict(zip(axes, values))).validate()
                 get_method(cfg.method)
             except ValueError as exc:
                 raise ValueError(f"sweep file {sweep.file}, grid block {b}: {exc}") from exc
