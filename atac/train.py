@@ -6,9 +6,10 @@ Algorithm 2, as atac runs it (NOTES.md fills what the supplement leaves to the l
    becomes a CutMix pseudo-anomaly (labelled anomalous) with probability ``pseudo_prob`` — and half
    are the M real anomalies, drawn with replacement.
 3. a1 = score(x); x_c = crop(x, attention(x)); a2 = score(x_c); a = (a1 + a2) / 2 (zoom recipes).
-4. The recipe's loss (deviation loss for ATAC-Net); Adam, StepLR, gradient clipping. A model with a
-   ``training_loss(batch, loss)`` method (DRA, :mod:`atac.models.dra`) computes the step's loss
-   itself from the batch (slots: normal / real anomaly / pseudo-anomaly, reference normals).
+4. The recipe's loss (deviation loss for ATAC-Net); Adam, StepLR, gradient clipping. The network
+   computes the step's loss from the batch, ``model.training_loss(batch, loss)``: ATAC-Net's
+   recipes from its scores (:func:`atac.losses.zoom_loss`), DRA (:mod:`atac.models.dra`) from its
+   four heads with the batch's slots (normal / real anomaly / pseudo-anomaly) and reference normals.
 A checkpoint is written atomically after every epoch; a run started again in the same output
 folder resumes from it (same config required) and reaches the same result as an uninterrupted run.
 """
@@ -36,7 +37,7 @@ from .data.pseudo import cutmix
 from .data.splits import Split, fingerprints, make_split, split_from_record
 from .evaluate import Predictions, image_metrics, pixel_auroc, predict
 from .diagnostics import ZoomTelemetry, model_zooms, zoom_test_diagnostics
-from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss, zoom_loss
+from .losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, bce_loss, deviation_loss, weighted_ce_loss
 from .locks import RunLock
 from .memory import cpu_allocator, keep_freed_memory
 from .methods import get_method
@@ -314,9 +315,9 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         out_dir: Path | None = None, progress: bool = True) -> tuple[list[float], float]:
     """Train ``model`` in place (Algorithm 2), resuming from ``out_dir/checkpoint.pt`` if present.
 
-    The same loop for every recipe: ``loss(model(x).score, y)``, or ``model.training_loss(batch,
-    loss)`` where the model has one (DRA); ``model.batch_reference_size`` (DRA) asks
-    :class:`BalancedBatches` for that many reference normals per batch.
+    The same loop for every recipe and network, through two members every network has:
+    ``model.batch_reference_size`` (reference normals per batch, :class:`BalancedBatches`' ``n_ref``:
+    0, or DRA's ``dra_ref_size``) and ``model.training_loss(batch, loss) -> (0-d loss, Output)``.
 
     A non-finite loss stops training: on CPU at the step where it happens (every step's loss is
     checked), on CUDA at the end of that epoch (one check of the epoch's summed loss, which is read
@@ -371,7 +372,7 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         keep_freed_memory()  # two graphs at once page-fault under glibc's defaults (atac.memory)
     # a model that scores against reference normals (DRA) says how many it wants per batch
     batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen,
-                              n_ref=getattr(model, "batch_reference_size", 0))
+                              n_ref=model.batch_reference_size)
     loss_fn = make_loss(cfg, ref_gen)
     # GPU path: bf16 autocast (cfg.amp) around the step, optionally a compiled network
     if cfg.compile:
@@ -387,14 +388,9 @@ def fit(model: ATACNet, data: RunData, cfg: RunConfig, device: torch.device,
         for step in range(cfg.steps_per_epoch):
             batch = batches.next()
             with autocast(cfg.amp, device):
-                if hasattr(model, "training_loss"):  # several heads, own subsets and targets (DRA)
-                    loss = model.training_loss(batch, loss_fn)
-                else:
-                    x, y = batch
-                    out = model(x.contiguous(memory_format=torch.channels_last))
-                    loss = zoom_loss(out.score, out.score_full, out.score_zoom, y, loss_fn, cfg.zoom_loss)
-                    if telemetry is not None:
-                        telemetry.update(out, batch.slots)
+                loss, out = model.training_loss(batch, loss_fn)
+                if telemetry is not None:
+                    telemetry.update(out, batch.slots)
             if each_step and not bool(torch.isfinite(loss.detach())):
                 bar.close()
                 raise _diverged(f"the loss is {float(loss.detach())} at epoch {epoch + 1}, step "

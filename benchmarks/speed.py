@@ -252,7 +252,7 @@ class Plain(nn.Module):
 
 def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: bool) -> dict:
     """Time train / plain_train / infer / plain_infer, interleaved; medians, ratios, memory."""
-    from atac.train import make_loss
+    from atac.train import Batch, make_loss
 
     cfg = RunConfig(dataset="synthetic", category="weave", method=method, backbone=backbone,
                     weights=args.weights, image_size=args.image_size, batch_size=args.batch,
@@ -262,7 +262,7 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
     weights_source = model.weights_source
     torch.manual_seed(args.seed)
     plain = Plain(backbone, args.weights, cfg.normalization)
-    n_ref = getattr(model, "batch_reference_size", 0)
+    n_ref = model.batch_reference_size
     batch, normals, data_desc = make_batch(args, cfg, device, n_ref)
     if hasattr(model, "set_reference"):  # DRA: its fixed test reference set, as atac.train.run does
         model.set_reference(normals)
@@ -278,7 +278,7 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
         model.compile()
         plain.compile()
     x = batch.x.contiguous(memory_format=torch.channels_last)
-    y = batch.y
+    batch = Batch(x, batch.y, batch.slots, batch.ref)  # the layout fit's step converts to: no copy per step
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg, torch.Generator().manual_seed(args.seed + 1))
     dtype = torch.bfloat16
@@ -291,10 +291,7 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
     def train_step():
         model.train()
         with autocast():
-            if hasattr(model, "training_loss"):  # several heads (DRA), as fit does
-                loss = model.training_loss(batch, loss_fn)
-            else:
-                loss = loss_fn(model(x).score, y)
+            loss, _ = model.training_loss(batch, loss_fn)  # as fit does
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -236,15 +236,17 @@ def test_a_full_disk_during_training_names_the_checkpoint(synth_root, tmp_path, 
 
 def _nan_at_call(monkeypatch, n: int) -> None:
     """From now on, the training loss of the n-th step (counted from 1) is NaN."""
+    import atac.models.atacnet as atacnet_mod  # where ATACNet.training_loss computes the loss
+
     calls = {"n": 0}
-    real = train_mod.zoom_loss
+    real = atacnet_mod.zoom_loss
 
     def loss(*args):
         calls["n"] += 1
         value = real(*args)
         return value * float("nan") if calls["n"] == n else value
 
-    monkeypatch.setattr(train_mod, "zoom_loss", loss)
+    monkeypatch.setattr(atacnet_mod, "zoom_loss", loss)
 
 
 def test_a_diverging_run_stops_at_the_step_naming_the_checkpoint_to_delete(synth_root, tmp_path, monkeypatch):

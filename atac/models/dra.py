@@ -197,7 +197,7 @@ class DRANet(nn.Module):
         assert score.shape == (B,)
         return DRAOutput(score, score, None, first_map, first_map[:, 0], heads=heads)
 
-    def training_loss(self, batch, loss) -> torch.Tensor:
+    def training_loss(self, batch, loss) -> tuple[torch.Tensor, DRAOutput]:
         """The step's loss: sum of :func:`atac.losses.dra_head_losses` over the four heads.
 
         Args:
@@ -205,7 +205,7 @@ class DRANet(nn.Module):
                 (R, 3, S, S) reference normals of this batch).
             loss: the recipe's ``loss(scores, labels)`` (the deviation loss).
         Returns:
-            0-d tensor.
+            (the loss, 0-d; the forward pass's :class:`DRAOutput`).
         Raises:
             ValueError: the batch carries no reference images.
         """
@@ -213,4 +213,4 @@ class DRANet(nn.Module):
             raise ValueError("a DRA training batch needs reference normals (BalancedBatches n_ref > 0)")
         out = self(batch.x.contiguous(memory_format=torch.channels_last), ref=batch.ref)
         parts = dra_head_losses(out.heads, batch.slots, loss)
-        return parts["seen"] + parts["pseudo"] + parts["residual"] + parts["normality"]
+        return parts["seen"] + parts["pseudo"] + parts["residual"] + parts["normality"], out
