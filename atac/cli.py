@@ -207,8 +207,8 @@ def cmd_evaluate(args) -> int:
     from .data.splits import SplitError, same_files
     from .methods import get_method
     from .models import build_model
-    from .results import git_commit, machine, package_versions, write_json
-    from .train import empty_masks, evaluate_run, load_run_data, resolve_device, write_scores
+    from .results import git_commit, write_json
+    from .train import evaluate_run, load_run_data, resolve_device, run_record, write_scores
 
     where = str(args.checkpoint)
     try:
@@ -262,13 +262,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{out}/metrics.json exists (another run's results?); use another --out "
                          "folder or --force to replace it")
     m, preds = evaluate_run(model, data, cfg, device)
-    record = {"method": cfg.method, "backbone": cfg.backbone, "dataset": cfg.dataset,
-              "category": data.index.category, "setting": cfg.setting, "shots": cfg.shots, "seed": cfg.seed,
-              **m, "n_test_normal": int((data.test_labels == 0).sum()),
-              "n_test_anomalous": int((data.test_labels == 1).sum()), **empty_masks(data),
-              "checkpoint": where, "weights_source": state.get("weights_source"),
-              "device": str(device), "git_commit": git_commit(), "packages": package_versions(),
-              "machine": machine(), "config": cfg.to_dict(), "split": data.split.record()}
+    record = run_record(cfg, data, m, device, state.get("weights_source"), git_commit(), checkpoint=where)
     write_scores(out / "scores.csv", data.split.test, preds)
     write_json(out / "metrics.json", record)
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"

@@ -545,7 +545,7 @@ def _run(cfg: RunConfig, out: Path | None, device: torch.device, commit: str | N
     if telemetry is not None:
         metrics["train_telemetry"] = telemetry
         metrics["zoom_diagnostics"] = zoom_test_diagnostics(model, data, preds, cfg, device)
-    record = _record(cfg, data, model, metrics, losses, train_seconds, device, commit)
+    record = run_record(cfg, data, metrics, device, model.weights_source, commit, (losses, train_seconds))
     if out is not None:
         _write_outputs(out, cfg, data, preds, model, record)
     return RunResult(record, model, data, preds, out, losses)
@@ -558,12 +558,25 @@ def empty_masks(data: RunData) -> dict:
     return {"n_test_empty_masks": n} if n > 0 else {}
 
 
-def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[float],
-            train_seconds: float, device: torch.device, commit: str | None) -> dict:
-    """The results record of a run (see :func:`run`)."""
+def run_record(cfg: RunConfig, data: RunData, metrics: dict, device: torch.device,
+               weights_source: str | None, commit: str | None,
+               training: tuple[list[float], float] | None = None, checkpoint: str | None = None) -> dict:
+    """The results record (``metrics.json``) of a training run (:func:`run`) or of ``atac evaluate``.
+
+    What was run (method, data, split, seed, the full ``config``), the test metrics of
+    :func:`evaluate_run` (AUROCs and rates; ``eval_seconds`` rounded to 0.01 s), test and training
+    set counts, how it was computed (device, torch threads, memory format, precision, whether the
+    network was compiled, the CPU allocator) and provenance (git commit, packages, machine, time
+    finished, data folder, the split's files).
+
+    Args:
+        training: a training run's (mean loss per epoch, training seconds): adds ``train_seconds``
+            and ``epoch_losses`` (5 decimals); None for a trained model evaluated again.
+        checkpoint: the ``model.pt`` evaluated (``atac evaluate``), recorded as ``checkpoint``.
+    """
     split = data.split
     return {
-        "method": cfg.method, "backbone": cfg.backbone, "weights_source": model.weights_source,
+        "method": cfg.method, "backbone": cfg.backbone, "weights_source": weights_source,
         "dataset": cfg.dataset, "category": data.index.category, "setting": cfg.setting,
         "known_type": cfg.known_type, "shots": cfg.shots, "seed": cfg.seed,
         "image_auroc": metrics["image_auroc"], "image_auprc": metrics["image_auprc"],
@@ -577,16 +590,18 @@ def _record(cfg: RunConfig, data: RunData, model, metrics: dict, losses: list[fl
         "n_test_normal": int((data.test_labels == 0).sum()),
         "n_test_anomalous": int((data.test_labels == 1).sum()),
         **empty_masks(data),
-        "train_seconds": round(train_seconds, 2), "prep_seconds": round(data.prep_seconds, 2),
+        **({"train_seconds": round(training[1], 2)} if training is not None else {}),
+        "prep_seconds": round(data.prep_seconds, 2),
         "eval_seconds": round(metrics["eval_seconds"], 2),
-        "epoch_losses": [round(v, 5) for v in losses],
+        **({"epoch_losses": [round(v, 5) for v in training[0]]} if training is not None else {}),
         "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "torch_threads": torch.get_num_threads(), "memory_format": MEMORY_FORMAT,
-        "precision": amp_name(cfg.amp, device), "compiled": cfg.compile,
+        "precision": amp_name(cfg.amp, device), "compiled": cfg.compile and training is not None,
         **({"cpu_allocator": cpu_allocator()} if device.type == "cpu" else {}),
         "git_commit": commit, "packages": package_versions(), "machine": machine(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data_folder": str(data.index.root),
+        **({"checkpoint": checkpoint} if checkpoint is not None else {}),
         "config": cfg.to_dict(),
         "split": split.record(),
     }
@@ -673,7 +688,8 @@ def _run_two_stage(cfg: RunConfig, data: RunData, out: Path | None, device: torc
 
     model = GradCAMZoomNet(stage1, stage2, cfg.crop_threshold, cfg.crop_full_fraction)
     metrics, preds = evaluate_run(model, data, cfg, device)
-    record = _record(cfg, data, model, metrics, losses2, seconds1 + seconds2, device, commit)
+    record = run_record(cfg, data, metrics, device, model.weights_source, commit,
+                        (losses2, seconds1 + seconds2))
     record.update({
         "stage1_train_seconds": round(seconds1, 2), "gradcam_seconds": round(gradcam_seconds, 2),
         "stage1_epoch_losses": [round(v, 5) for v in losses1], "stage2_seed": cfg2.seed,
