@@ -141,7 +141,7 @@ def _compiles_on_cpu(cfg: RunConfig) -> bool:
 
 
 def cmd_train(args) -> int:
-    from .train import completed_record, run, same_config
+    from .run import completed_record, run, same_config
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.dataset}-{cfg.category}-{cfg.method}-{cfg.shots}shot-seed{cfg.seed}"
@@ -208,7 +208,8 @@ def cmd_evaluate(args) -> int:
     from .methods import get_method
     from .models import build_model
     from .results import git_commit, write_json
-    from .train import evaluate_run, load_run_data, resolve_device, run_record, write_scores
+    from .run import evaluate_run, load_run_data, run_record, write_scores
+    from .train import resolve_device
 
     where = str(args.checkpoint)
     try:

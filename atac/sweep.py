@@ -10,7 +10,7 @@ A sweep file (YAML) names a results file and a grid::
     grid:                               # blocks; in each, a list of values is a grid axis
       - {dataset: mvtec_ad, category: grid, method: [deviation, atac], shots: 10, seed: [0, 1, 2]}
 
-Every combination of a block is one run (an ``atac train`` run: :func:`atac.train.run`) with its
+Every combination of a block is one run (an ``atac train`` run: :func:`atac.run.run`) with its
 own folder ``<runs_dir>/<run_id>`` (per-epoch checkpoint, so a killed run resumes where it
 stopped). Each finished run's record (``metrics.json``, config included, plus a ``sweep`` entry) is
 added to the results file atomically under a lock; a run whose record is already there (same run
@@ -263,7 +263,7 @@ def run_one(config: dict, out_dir: str, threads: int | None = None, device: str 
     """
     import torch
 
-    from .train import completed_record, run, same_config
+    from .run import completed_record, run, same_config
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -548,7 +548,7 @@ def reproduce(results: str | Path, rid: str, out_dir: str | Path, threads: int |
     """
     import torch
 
-    from .train import run
+    from .run import run
 
     if not Path(results).is_file():
         raise ValueError(f"{results}: no such results file")

@@ -56,7 +56,7 @@ def test_by_default_the_model_is_evaluated_on_its_own_recorded_split(trained, tm
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     trained_record = json.loads((out / "metrics.json").read_text())
     assert ev["split"] == trained_record["split"]
-    # one record layout (atac.train.run_record): the training run's, less what training measured
+    # one record layout (atac.run.run_record): the training run's, less what training measured
     # (the zoom diagnostics too), plus the checkpoint
     training = {"train_seconds", "epoch_losses", "train_telemetry", "zoom_diagnostics"}
     assert set(ev) == set(trained_record) - training | {"checkpoint"}

@@ -16,7 +16,8 @@ from atac.losses import (DRA_HEADS, SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, devi
 from atac.methods import METHODS
 from atac.models import ATACNet, DRANet, build_model, topk_score
 from atac.models.dra import reference_indices
-from atac.train import Batch, BalancedBatches, run
+from atac.run import run
+from atac.train import Batch, BalancedBatches
 from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "known_type",

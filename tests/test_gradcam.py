@@ -14,7 +14,7 @@ from atac.evaluate import predict
 from atac.gradcam import GradCAMZoomNet, build_gradcam_zoom, crop_uint8, gradcam_boxes, gradcam_maps
 from atac.methods import METHODS
 from atac.models import build_model
-from atac.train import run, stage2_seed
+from atac.run import run, stage2_seed
 from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",

@@ -11,7 +11,8 @@ import torch
 import atac.train as train_mod
 from atac.cli import main
 from atac.config import RunConfig, preset
-from atac.train import BalancedBatches, run
+from atac.run import run
+from atac.train import BalancedBatches
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",
             "image_auroc", "image_auprc", "pixel_auroc", "n_train_normal", "n_train_anomalous",

@@ -49,7 +49,7 @@ two scales, ImageNet normalisation, no CLAHE, 30 × 20 steps of batch 48.
 Test: the reference set is one fixed draw of ``dra_ref_size`` training normals, without
 replacement, from the generator seeded with ``SeedSequence([seed, 5])`` (the run's ``seed``; atac's
 own choice, DRA re-draws references while testing). It is set by :meth:`DRANet.set_reference`
-(``atac.train`` does it before training) and stored as a ``uint8`` buffer, so ``model.pt`` scores
+(``atac.run`` does it before training) and stored as a ``uint8`` buffer, so ``model.pt`` scores
 exactly like the trained run (``atac evaluate``). Its features are computed in eval mode with the
 batch (running BatchNorm statistics, so the batch does not change them).
 """
@@ -170,7 +170,7 @@ class DRANet(nn.Module):
         if ref is None:
             if not bool(self.has_reference):
                 raise RuntimeError("DRANet has no reference set: call set_reference(train_normal) "
-                                   "before scoring (atac.train does it), or pass ref=")
+                                   "before scoring (atac.run does it), or pass ref=")
             ref = self.reference.float().div(255)
         B, R = len(x), len(ref)
         both = torch.cat([ref.to(x.dtype), x]).contiguous(memory_format=torch.channels_last)
