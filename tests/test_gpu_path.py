@@ -167,7 +167,8 @@ def test_compile_on_cpu_says_first_that_it_takes_minutes(synth_root, tmp_path, m
 
     import atac.sweep
     import atac.run
-    from atac.cli import CPU_COMPILE_NOTE, main
+    from atac.cli import main
+    from atac.cli_run import CPU_COMPILE_NOTE
 
     def stop(*args, **kwargs):  # where training would start compiling
         raise ValueError("stopped before training")

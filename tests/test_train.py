@@ -344,7 +344,7 @@ def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root
                                                                       monkeypatch):
     import warnings
 
-    import atac.cli as cli
+    import atac.cli_run as cli_run
     from atac.data.datasets import DataWarning
 
     root = _with_empty_masks(synth_root, tmp_path, "hole")
@@ -364,7 +364,7 @@ def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root
         warnings.warn("about the data", DataWarning)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_methods", two_warnings)
+    monkeypatch.setattr(cli_run, "cmd_methods", two_warnings)
     with pytest.warns(UserWarning, match="something else") as rec:  # passed on as it was
         assert main(["methods"]) == 0
     assert [str(w.message) for w in rec] == ["something else"]
