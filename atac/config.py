@@ -49,8 +49,7 @@ BATCHNORMS = ("train", "frozen")
 AUGMENTS = ("none", "rotate")
 BATCH_MIXES = ("half_anomalies", "half_normals")
 RNG_STREAMS = ("legacy", "independent")
-# Fields that say where and how a run executes, not what it computes: free to differ between a run
-# and its resumption, and left out of a sweep's run identity (atac.train.RESUME_FREE, atac.sweep).
+# Fields that say where and how a run executes, not what it computes (see identity()).
 EXECUTION_FIELDS = ("device", "eval_batch_size", "extra", "amp", "compile", "data_root")
 
 
@@ -97,11 +96,22 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same run: the config without :data:`EXECUTION_FIELDS`, except that a
-    non-default ``amp`` or ``compile`` is kept (they change the arithmetic, hence the scores).
+    """What makes two runs the same run: the config dict (:meth:`RunConfig.to_dict`) without the
+    execution details, :data:`EXECUTION_FIELDS`.
 
-    Used for a sweep's run ids and "already recorded" check and for ``atac train``'s "this folder
-    already holds this run" check. Raises ``ValueError`` when ``config`` is not a mapping.
+    Identity: every field that changes what is computed — data, split, model, loss, schedule,
+    pre-processing, seeds and readings. Execution details: ``device`` (a sweep worker's
+    ``cuda:3``), ``data_root`` (where the same images are found), ``eval_batch_size``, ``extra``
+    (notes), and ``amp`` and ``compile`` at their defaults (``auto``, false); a non-default ``amp``
+    or ``compile`` is identity, since it changes the arithmetic and so the scores. The number of
+    threads is no config field (a record's ``torch_threads``) and not identity either.
+
+    The one test of "same run" (:func:`same_run`): a sweep's run ids (their hash) and its "already
+    recorded" check, ``atac train``'s "this folder already holds this run" check, and resuming from
+    a checkpoint (a config that differs in identity is refused; execution details may change).
+
+    Raises:
+        ValueError: ``config`` is not a mapping.
     """
     if not isinstance(config, dict):
         raise ValueError(f"a record's config must be a mapping of fields (got {type(config).__name__})")
@@ -111,6 +121,20 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("compile", False):
         out["compile"] = True
     return out
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two config dicts are one run: equal :func:`identity` (raises its ``ValueError``)."""
+    return identity(a) == identity(b)
+
+
+def identity_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The fields, sorted, where the :func:`identity` of two config dicts differ (raises its
+    ``ValueError``)."""
+    ia, ib = identity(a), identity(b)
+    return sorted(k for k in ia.keys() | ib.keys() if ia.get(k) != ib.get(k))
+
+
 NORMALIZATIONS = {
     # Supplement §2 prints these and calls them ImageNet's; they are OpenAI CLIP's constants.
     "paper": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
@@ -383,11 +407,7 @@ class RunConfig:
         if raw:
             cls.from_dict(data)  # reports unknown keys
             return data
-        if "preset" in data:
-            base = preset(data["preset"]).to_dict()
-            base.update(data)
-            data = base
-        return cls.from_dict(data)
+        return merge(data.get("preset"), {k: v for k, v in data.items() if k != "preset"})
 
 
 # Budget presets. "paper" is the dataclass defaults (lineage hyper-parameters, ResNet-50, 224 px).
@@ -418,3 +438,21 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return RunConfig(preset=name, **PRESETS[name])
+
+
+def merge(preset_name: str | None, *layers: dict[str, Any]) -> RunConfig:
+    """A config in layers: the fields of preset ``preset_name`` (None: ``paper``), then each
+    layer's fields over them in turn — a config file's, then overrides (command-line flags, the
+    values of a sweep's grid block). ``preset`` names the preset unless a layer sets it (a sweep
+    block's ``preset: dra`` only labels its runs). The result is not validated.
+
+    Used by :meth:`RunConfig.load`, ``atac train`` (:func:`atac.cli.config_from_args`) and sweep
+    expansion (:func:`atac.sweep.expand`).
+
+    Raises:
+        ValueError: an unknown preset or field (named).
+    """
+    d = preset(preset_name or "paper").to_dict()
+    for layer in layers:
+        d.update(layer)
+    return RunConfig.from_dict(d)

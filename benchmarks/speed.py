@@ -20,7 +20,7 @@ all``: every image goes through the crop pass); the record gives the fraction zo
 ``--checkpoint model.pt`` (from ``atac train``), that trained model is also timed on its run's own
 test images against the plain backbone, so that the zoom rates are the model's own. Weights are random by default (``--weights none``): timing does not
 depend on the values. Then, from those figures, an estimate of every sweep in ``paper_runs/`` on
-this machine, and optionally (``--full-run DATA_ROOT``) one measured ``atac.train.run``.
+this machine, and optionally (``--full-run DATA_ROOT``) one measured ``atac.run.run``.
 
     python benchmarks/speed.py                         # CPU or CUDA (auto), defaults below
     python benchmarks/speed.py --device cpu --threads 2 --full-run ../shared/data
@@ -126,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(the model's own zoom decisions on the batch); the record gives the fraction "
                         "zoomed either way")
     p.add_argument("--full-run", metavar="DATA_ROOT", default=None,
-                   help="also time one full atac.train.run of the cpu preset (ATAC-Net, "
+                   help="also time one full atac.run.run of the cpu preset (ATAC-Net, "
                         "mobilenet_v2, MVTec AD grid, 10 shots, seed 0; ImageNet weights when "
                         "cached, else none) on the data under DATA_ROOT")
     p.add_argument("--data-root", default=None,
@@ -224,7 +224,7 @@ def make_batch(args, cfg: RunConfig, device: torch.device, n_ref: int):
         ref = torch.rand(n_ref, 3, S, S, generator=gen) if n_ref else None
         batch = Batch(x.to(device), y.to(device), slots.to(device), None if ref is None else ref.to(device))
         return batch, normals, "random images (torch.rand), half labelled anomalous"
-    from atac.train import load_run_data
+    from atac.run import load_run_data
 
     data = load_run_data(cfg, progress=False)
     batches = BalancedBatches(data.train_normal.to(device), data.train_anomalous.to(device), cfg, gen,
@@ -252,7 +252,7 @@ class Plain(nn.Module):
 
 def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: bool) -> dict:
     """Time train / plain_train / infer / plain_infer, interleaved; medians, ratios, memory."""
-    from atac.train import make_loss
+    from atac.train import Batch, make_loss
 
     cfg = RunConfig(dataset="synthetic", category="weave", method=method, backbone=backbone,
                     weights=args.weights, image_size=args.image_size, batch_size=args.batch,
@@ -262,9 +262,9 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
     weights_source = model.weights_source
     torch.manual_seed(args.seed)
     plain = Plain(backbone, args.weights, cfg.normalization)
-    n_ref = getattr(model, "batch_reference_size", 0)
+    n_ref = model.batch_reference_size
     batch, normals, data_desc = make_batch(args, cfg, device, n_ref)
-    if hasattr(model, "set_reference"):  # DRA: its fixed test reference set, as atac.train.run does
+    if hasattr(model, "set_reference"):  # DRA: its fixed test reference set, as atac.run.run does
         model.set_reference(normals)
     zooms = get_method(method).zoom and hasattr(model, "crop_full_fraction")
     if zooms and args.zoom == "all":
@@ -278,7 +278,7 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
         model.compile()
         plain.compile()
     x = batch.x.contiguous(memory_format=torch.channels_last)
-    y = batch.y
+    batch = Batch(x, batch.y, batch.slots, batch.ref)  # the layout fit's step converts to: no copy per step
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg, torch.Generator().manual_seed(args.seed + 1))
     dtype = torch.bfloat16
@@ -291,10 +291,7 @@ def bench_pair(args, backbone: str, method: str, device: torch.device, use_amp: 
     def train_step():
         model.train()
         with autocast():
-            if hasattr(model, "training_loss"):  # several heads (DRA), as fit does
-                loss = model.training_loss(batch, loss_fn)
-            else:
-                loss = loss_fn(model(x).score, y)
+            loss, _ = model.training_loss(batch, loss_fn)  # as fit does
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -414,7 +411,7 @@ def bench_checkpoint(args, device: torch.device, use_amp: bool) -> dict:
             (two-stage gradcam_zoom, dra).
     """
     from atac.evaluate import image_metrics
-    from atac.train import load_run_data
+    from atac.run import load_run_data
 
     path = Path(args.checkpoint)
     try:
@@ -681,7 +678,7 @@ def _rel(p: Path) -> str:
 # one full run
 
 def full_run(args, device: torch.device, rows: list[dict]) -> dict:
-    from atac.train import run as train_run
+    from atac.run import run as train_run
     from atac.weights import offline_path
     import torchvision
 

@@ -780,7 +780,7 @@ def _study_records(synth_root) -> list[dict]:
     import dataclasses
 
     from atac.config import preset
-    from atac.train import run
+    from atac.run import run
 
     cfg = dataclasses.replace(preset("smoke"), method="atac", data_root=str(synth_root), crop_threshold=0.9,
                               rng_streams="independent")

@@ -54,7 +54,15 @@ def test_by_default_the_model_is_evaluated_on_its_own_recorded_split(trained, tm
         extra.unlink()
     assert "test set: the model's own split (recorded in model.pt)" in capsys.readouterr().out
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert ev["split"] == json.loads((out / "metrics.json").read_text())["split"]
+    trained_record = json.loads((out / "metrics.json").read_text())
+    assert ev["split"] == trained_record["split"]
+    # one record layout (atac.run.run_record): the training run's, less what training measured
+    # (the zoom diagnostics too), plus the checkpoint
+    training = {"train_seconds", "epoch_losses", "train_telemetry", "zoom_diagnostics"}
+    assert set(ev) == set(trained_record) - training | {"checkpoint"}
+    assert ev["checkpoint"] == str(out / "model.pt") and ev["compiled"] is False
+    for k in ("image_auroc", "image_auprc", "pixel_auroc", "weights_source", "precision", "config"):
+        assert ev[k] == trained_record[k], k
 
 
 def test_another_seed_whose_test_set_holds_training_anomalies_is_refused(trained, tmp_path, capsys):

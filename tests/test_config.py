@@ -118,3 +118,16 @@ def test_load_yaml_serves_sweep_files_too(tmp_path):
         load_yaml(tmp_path / "s.yaml")
     (tmp_path / "a.yaml").write_text("x: &x {a: 1}\ny:\n  <<: *x\n  a: 2\n")   # a merge may override
     assert load_yaml(tmp_path / "a.yaml")["y"] == {"a": 2}
+
+
+def test_identity_leaves_out_execution_details_but_not_a_chosen_precision():
+    from atac.config import identity, identity_differences, same_run
+
+    base = RunConfig().to_dict()
+    moved = {**base, "device": "cuda:3", "data_root": "/x", "eval_batch_size": 7, "extra": {"n": 1}}
+    assert same_run(base, moved) and identity(base) == identity(moved)
+    assert "amp" not in identity(base) and "compile" not in identity(base)
+    for field, value in (("amp", "bf16"), ("amp", "off"), ("compile", True), ("lr", 1e-3)):
+        assert identity_differences(base, {**base, field: value}) == [field]
+    with pytest.raises(ValueError, match="must be a mapping"):
+        identity(["not", "a", "config"])

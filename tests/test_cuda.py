@@ -121,7 +121,7 @@ def test_a_training_step_on_cuda_never_waits_for_the_gpu(method):
 
 
 def test_a_smoke_run_on_cuda_records_the_gpu(synth_root, tmp_path):
-    from atac.train import run
+    from atac.run import run
 
     c = preset("smoke")
     c.data_root, c.method, c.shots, c.device = str(synth_root), "atac", 2, "cuda"

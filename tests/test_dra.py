@@ -16,7 +16,8 @@ from atac.losses import (DRA_HEADS, SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, devi
 from atac.methods import METHODS
 from atac.models import ATACNet, DRANet, build_model, topk_score
 from atac.models.dra import reference_indices
-from atac.train import Batch, BalancedBatches, run
+from atac.run import run
+from atac.train import Batch, BalancedBatches
 from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "known_type",
@@ -211,11 +212,12 @@ def test_training_loss_is_the_sum_of_the_head_losses():
     ref = torch.randn(5000, generator=torch.Generator().manual_seed(1))
     loss = lambda s, y: deviation_loss(s, y, reference=ref)  # noqa: E731
     torch.manual_seed(0)
-    total = model.training_loss(b, loss)
+    total, out_of_step = model.training_loss(b, loss)
     torch.manual_seed(0)
     out = model(b.x, ref=b.ref)
     parts = dra_head_losses(out.heads, b.slots, loss)
     assert total.ndim == 0 and torch.allclose(total, sum(parts.values()), atol=1e-5)
+    assert torch.allclose(out_of_step.score, out.score, atol=1e-5)
     total.backward()
     for mod in (model.seen, model.pseudo, model.residual, model.normality):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
@@ -277,18 +279,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(reference_run, sy
                                                                 monkeypatch):
     ref, _ = reference_run
     out = tmp_path / "k"
-    real_save = train_mod._atomic_torch_save
+    real_save = train_mod.atomic_torch_save
 
     def die_after_epoch_1(obj, path):
         real_save(obj, path)
         if path.name == "checkpoint.pt":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die_after_epoch_1)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), out, progress=False)
     assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
     steps = count_training_steps(monkeypatch)
     res = run(_cfg(synth_root), out, progress=False)
     assert steps["n"] == _cfg().steps_per_epoch  # the second epoch only
@@ -340,7 +342,7 @@ def test_other_recipes_do_not_read_the_dra_fields(synth_root, method, monkeypatc
     a = run(RunConfig.from_dict(old), None, progress=False)
     b = run(RunConfig.from_dict({**old, **OTHER_DRA_VALUES}), None, progress=False)
     assert n_refs == [0, 0]  # no reference normals drawn: the batch stream is the pre-DRA one
-    assert not isinstance(a.model, DRANet) and not hasattr(a.model, "training_loss")
+    assert not isinstance(a.model, DRANet) and a.model.batch_reference_size == 0
     assert a.metrics["epoch_losses"] == b.metrics["epoch_losses"]
     assert torch.equal(a.predictions.scores, b.predictions.scores)
     assert a.metrics["image_auroc"] == b.metrics["image_auroc"]

@@ -10,7 +10,7 @@ from atac.cropping import attention_boxes, crop_and_resize
 from atac.memory import cpu_allocator
 from atac.models import build_model
 from atac.precision import amp_dtype, amp_name, async_to, autocast
-from atac.train import run
+from atac.run import run
 
 
 def _model(method="atac", size=96):
@@ -166,13 +166,14 @@ def test_compile_on_cpu_says_first_that_it_takes_minutes(synth_root, tmp_path, m
     import yaml
 
     import atac.sweep
-    import atac.train
-    from atac.cli import CPU_COMPILE_NOTE, main
+    import atac.run
+    from atac.cli import main
+    from atac.cli_run import CPU_COMPILE_NOTE
 
     def stop(*args, **kwargs):  # where training would start compiling
         raise ValueError("stopped before training")
 
-    monkeypatch.setattr(atac.train, "run", stop)
+    monkeypatch.setattr(atac.run, "run", stop)
     monkeypatch.setattr(atac.sweep, "run_sweep", stop)
     args = ["train", "--preset", "smoke", "--data-root", str(synth_root), "--device", "cpu", "--quiet",
             "--out", str(tmp_path / "r")]

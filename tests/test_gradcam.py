@@ -14,7 +14,7 @@ from atac.evaluate import predict
 from atac.gradcam import GradCAMZoomNet, build_gradcam_zoom, crop_uint8, gradcam_boxes, gradcam_maps
 from atac.methods import METHODS
 from atac.models import build_model
-from atac.train import run, stage2_seed
+from atac.run import run, stage2_seed
 from conftest import count_training_steps
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",
@@ -223,20 +223,20 @@ def test_kill_after_stage1_and_resume_gives_the_same_result(reference_run, synth
                                                              monkeypatch):
     ref, _ = reference_run
     out = tmp_path / "k"
-    real_save = train_mod._atomic_torch_save
+    real_save = train_mod.atomic_torch_save
 
     def die_in_stage2(obj, path):
         real_save(obj, path)
         if path == out / "checkpoint.pt":
             raise KeyboardInterrupt  # killed right after stage 2's first epoch
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die_in_stage2)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die_in_stage2)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), out, progress=False)
     assert (out / "stage1" / "checkpoint.pt").is_file() and (out / "checkpoint.pt").is_file()
     assert not (out / "metrics.json").exists()
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
 
     steps = count_training_steps(monkeypatch)
     res = run(_cfg(synth_root), out, progress=False)

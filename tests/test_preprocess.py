@@ -163,7 +163,7 @@ def test_mask_downsampling_changes_pixel_metrics_only(tmp_path, monkeypatch):
     import atac.data.preprocess as prep_mod
     from atac.config import preset
     from atac.data.synth import make_synthetic
-    from atac.train import run
+    from atac.run import run
 
     make_synthetic(tmp_path, ["weave"], image_size=128, n_train=12, n_test_good=6, n_test_per_type=3)
     cfg = preset("smoke")  # 64 px: every 128 px mask shrinks

@@ -8,7 +8,8 @@ import atac.data.pseudo as pseudo
 from atac.config import RunConfig, preset
 from atac.data.pseudo import cutmix
 from atac.losses import SLOT_NORMAL, SLOT_PSEUDO
-from atac.train import BalancedBatches, load_run_data
+from atac.run import load_run_data
+from atac.train import BalancedBatches
 
 
 @pytest.mark.parametrize("value,jitter", [(0.5, 0.0), (0.0, 0.1)])  # uniform; black survives jitter

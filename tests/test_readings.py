@@ -13,7 +13,8 @@ from atac.cropping import crop_and_resize
 from atac.diagnostics import ZoomTelemetry
 from atac.losses import SLOT_ANOMALY, SLOT_NORMAL, SLOT_PSEUDO, zoom_loss
 from atac.models import ATACNet, Output
-from atac.train import BalancedBatches, run, stream_seeds
+from atac.run import run
+from atac.train import BalancedBatches, stream_seeds
 
 
 def test_reading_fields_default_to_the_literal_reading_and_stay_out_of_old_dicts():

@@ -14,7 +14,7 @@ from atac.data.datasets import load_index
 from atac.data.images import read_image, read_mask
 from atac.data.preprocess import apply_clahe, is_grayscale, prepare
 from atac.data.splits import make_split
-from atac.train import run
+from atac.run import run
 from conftest import metal_nut_root, real_root
 
 pytestmark = pytest.mark.realdata

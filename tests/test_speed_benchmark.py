@@ -143,7 +143,7 @@ def test_checkpoint_on_its_test_set_beside_the_worst_case(speed, synth_root, tmp
     the plain backbone (the zoom decisions its own), next to the fixed-batch worst case (every
     image through the crop pass). Fields only: no timing is asserted."""
     from atac.config import preset
-    from atac.train import run
+    from atac.run import run
 
     c = preset("smoke")
     c.data_root, c.method, c.shots, c.device = str(synth_root), "atac", 2, "cpu"

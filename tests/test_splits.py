@@ -141,7 +141,7 @@ def test_a_7_anomaly_category_trains_at_2_shots_and_records_the_draw(tmp_path):
 
     from atac.config import preset
     from atac.data.synth import make_synthetic
-    from atac.train import run
+    from atac.run import run
 
     folder = make_synthetic(tmp_path, ["weave"], image_size=64, n_train=8, n_test_good=4,
                             n_test_per_type=2) / "weave"

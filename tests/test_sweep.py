@@ -115,6 +115,21 @@ def test_append_keeps_other_lines_and_stores_the_split_once(tmp_path):
     assert len(json.loads(split_store_path(res).read_text())) == 1 and "good/1.png" not in res.read_text()
 
 
+def test_a_recorded_run_is_skipped_whatever_its_execution_details(synth_root, tmp_path):
+    """The sweep's "already recorded" check is atac.config.same_run: a record made on another
+    device, data folder or evaluation batch is this run; one whose identity differs is not."""
+    path = write_sweep(tmp_path, synth_root, [{"dataset": "synthetic", "category": "weave",
+                                                "method": "deviation", "shots": 2, "seed": [0, 1]}])
+    sweep = load_sweep(path)
+    a, b = sweep.runs
+    elsewhere = {**a.config.to_dict(), "device": "cuda:3", "data_root": "/elsewhere", "eval_batch_size": 7}
+    edited = {**b.config.to_dict(), "lr": 1e-3}
+    for r, config in ((a, elsewhere), (b, edited)):
+        append_record(sweep.results, {"sweep": {"run_id": r.run_id}, "config": config, "image_auroc": 0.5})
+    assert [st.split(" ")[0] for _, st in status(sweep)] == ["done", "pending"]
+    assert run_sweep(sweep, only=["seed=0"], threads=1, progress=False).skipped == 1
+
+
 def test_local_sweep_resumes_without_redoing_and_pool_matches_serial(synth_root, tmp_path):
     grid = [{"dataset": "synthetic", "category": "weave", "method": ["deviation", "atac"], "shots": 2,
              "seed": [0, 1]}]

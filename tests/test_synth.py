@@ -1,4 +1,4 @@
-"""Tests for the synthetic MVTec-layout generator (atac.data.synth)."""
+"""Tests for the synthetic MVTec-layout generator (atac.data.synth, drawing in atac.data.textures)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from atac.data import synth
+from atac.data import synth, textures
 from atac.data.synth import CATEGORIES, make_synthetic
 
 SMALL = dict(seed=0, image_size=64, n_train=6, n_test_good=3, n_test_per_type=3)
@@ -99,7 +99,7 @@ def test_skip_when_complete(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("regenerated a complete category")
 
-    monkeypatch.setattr(synth, "_render", boom)
+    monkeypatch.setattr(synth, "render", boom)
     assert make_synthetic(tmp_path, ["dots"], **SMALL) == base
     assert {p: p.stat().st_mtime_ns for p in (base / "dots").rglob("*")} == before
 
@@ -167,7 +167,7 @@ def test_mask_is_exactly_where_the_defect_was_drawn():
     for cat, types in CATEGORIES.items():
         for t in types:
             for i in range(3):
-                clean, img, mask = synth._render(cat, t, synth._rng(5, cat, "test", t, i), 64)
+                clean, img, mask = textures.render(cat, t, textures.image_rng(5, cat, "test", t, i), 64)
                 assert mask.any()
                 assert np.array_equal(img[~mask], clean[~mask]), (cat, t, i)
                 diff = np.abs(img.astype(float) - clean.astype(float))

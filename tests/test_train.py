@@ -11,7 +11,8 @@ import torch
 import atac.train as train_mod
 from atac.cli import main
 from atac.config import RunConfig, preset
-from atac.train import BalancedBatches, run
+from atac.run import run
+from atac.train import BalancedBatches
 
 REQUIRED = ["method", "backbone", "weights_source", "dataset", "category", "setting", "shots", "seed",
             "image_auroc", "image_auprc", "pixel_auroc", "n_train_normal", "n_train_anomalous",
@@ -57,7 +58,7 @@ def test_same_seed_same_scores_and_resume_after_interruption(synth_root, tmp_pat
     assert torch.equal(a.predictions.scores, b.predictions.scores)
 
     calls = {"n": 0}
-    real_save = train_mod._atomic_torch_save
+    real_save = train_mod.atomic_torch_save
 
     def save_then_die(obj, path):
         real_save(obj, path)
@@ -65,11 +66,11 @@ def test_same_seed_same_scores_and_resume_after_interruption(synth_root, tmp_pat
         if path.name == "checkpoint.pt" and calls["n"] == 1:
             raise KeyboardInterrupt  # killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", save_then_die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), tmp_path / "c", progress=False)
     assert (tmp_path / "c" / "checkpoint.pt").is_file() and not (tmp_path / "c" / "metrics.json").exists()
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", real_save)
     c = run(_cfg(synth_root), tmp_path / "c", progress=False)
     assert torch.allclose(a.predictions.scores, c.predictions.scores, atol=1e-5)
     assert c.metrics["epoch_losses"] == a.metrics["epoch_losses"]
@@ -80,12 +81,18 @@ def test_resume_refuses_a_different_config(synth_root, tmp_path, monkeypatch):
         torch.save(obj, path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root, epochs=1), tmp_path / "d", progress=False)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="different config.*lr"):
         run(_cfg(synth_root, epochs=1, lr=1e-3), tmp_path / "d", progress=False)
+    # the test is atac.config.same_run: a precision other than the default's is part of the run
+    with pytest.raises(ValueError, match=r"different config \(fields: amp\)"):
+        run(_cfg(synth_root, epochs=1, amp="bf16"), tmp_path / "d", progress=False)
+    # execution details may change: the checkpoint's one epoch is resumed (nothing left to train)
+    res = run(_cfg(synth_root, epochs=1, device="cpu", eval_batch_size=3), tmp_path / "d", progress=False)
+    assert len(res.metrics["epoch_losses"]) == 1
 
 
 def test_balanced_batches_and_pseudo_anomaly_labels():
@@ -159,7 +166,7 @@ def test_finished_results_are_never_overwritten_by_another_run(synth_root, tmp_p
 
 
 def test_an_output_folder_in_use_is_refused(synth_root, tmp_path, monkeypatch):
-    from atac.train import RunLock
+    from atac.locks import RunLock
 
     out = tmp_path / "busy"
     out.mkdir()
@@ -230,15 +237,17 @@ def test_a_full_disk_during_training_names_the_checkpoint(synth_root, tmp_path, 
 
 def _nan_at_call(monkeypatch, n: int) -> None:
     """From now on, the training loss of the n-th step (counted from 1) is NaN."""
+    import atac.models.atacnet as atacnet_mod  # where ATACNet.training_loss computes the loss
+
     calls = {"n": 0}
-    real = train_mod.zoom_loss
+    real = atacnet_mod.zoom_loss
 
     def loss(*args):
         calls["n"] += 1
         value = real(*args)
         return value * float("nan") if calls["n"] == n else value
 
-    monkeypatch.setattr(train_mod, "zoom_loss", loss)
+    monkeypatch.setattr(atacnet_mod, "zoom_loss", loss)
 
 
 def test_a_diverging_run_stops_at_the_step_naming_the_checkpoint_to_delete(synth_root, tmp_path, monkeypatch):
@@ -262,7 +271,7 @@ def test_a_checkpoint_with_non_finite_losses_or_weights_is_never_resumed(synth_r
         raise KeyboardInterrupt
 
     out = tmp_path / "r"
-    monkeypatch.setattr(train_mod, "_atomic_torch_save", die)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", die)
     with pytest.raises(KeyboardInterrupt):
         run(_cfg(synth_root), out, progress=False)
     monkeypatch.undo()
@@ -335,7 +344,7 @@ def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root
                                                                       monkeypatch):
     import warnings
 
-    import atac.cli as cli
+    import atac.cli_run as cli_run
     from atac.data.datasets import DataWarning
 
     root = _with_empty_masks(synth_root, tmp_path, "hole")
@@ -355,7 +364,7 @@ def test_cli_data_warnings_are_one_line_each_other_warnings_as_before(synth_root
         warnings.warn("about the data", DataWarning)
         return 0
 
-    monkeypatch.setattr(cli, "cmd_methods", two_warnings)
+    monkeypatch.setattr(cli_run, "cmd_methods", two_warnings)
     with pytest.warns(UserWarning, match="something else") as rec:  # passed on as it was
         assert main(["methods"]) == 0
     assert [str(w.message) for w in rec] == ["something else"]

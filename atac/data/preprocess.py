@@ -16,8 +16,6 @@ decoding the same images again).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ..locks import locked
 from ..paths import cache_dir
 from ..results import atomic_torch_save
 from .datasets import DataWarning, Sample, some
@@ -165,21 +164,10 @@ def prepare(samples: list[Sample], size: int, clahe: bool = True, clip: float = 
         prepared = _prepare(samples, size, clahe, clip, tile, mask_threshold, None, progress)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path.with_suffix(".lock")):
+        with locked(path.with_suffix(".lock")):
             prepared = _prepare(samples, size, clahe, clip, tile, mask_threshold, path, progress)
     prepared.warn_empty_masks(samples)
     return prepared
-
-
-@contextlib.contextmanager
-def _locked(lock_path):
-    """An exclusive ``flock`` on ``lock_path`` (released when the process dies)."""
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _prepare(samples, size, clahe, clip, tile, mask_threshold, path, progress) -> Prepared:

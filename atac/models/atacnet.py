@@ -13,6 +13,7 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..config import NORMALIZATIONS, RunConfig
 from ..cropping import attention_boxes, crop_and_resize
+from ..losses import zoom_loss
 from ..methods import Recipe, get_method
 from .backbones import build_backbone
 
@@ -159,9 +161,13 @@ class ATACNet(nn.Module):
     goes through the crop pass, whose batch statistics depend on the whole crop batch.
     """
 
+    # reference normals a training batch needs (DRA's network asks for some; this one for none)
+    batch_reference_size = 0
+
     def __init__(self, cfg: RunConfig, recipe: Recipe | None = None):
         super().__init__()
         self.recipe = recipe or get_method(cfg.method)
+        self.zoom_loss_mode = cfg.zoom_loss
         self.topk_ratio = cfg.topk_ratio
         self.crop_threshold = cfg.crop_threshold
         self.crop_full_fraction = cfg.crop_full_fraction
@@ -234,6 +240,20 @@ class ATACNet(nn.Module):
         else:  # each image's crop pass depends on it alone: score the zoomed ones only
             score_zoom = self.zoomed_scores(x, score, boxes, zoom)
         return Output((score + score_zoom) / 2, score, score_zoom, smap, attn, boxes, zoom, share)
+
+    def training_loss(self, batch, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                      ) -> tuple[torch.Tensor, Output]:
+        """One training step's loss, as :func:`atac.train.fit` asks every network for it.
+
+        Args:
+            batch: an :class:`atac.train.Batch` (``x`` (B, 3, S, S) in [0, 1], ``y`` (B,) labels).
+            loss: the recipe's ``loss(scores (B,), labels (B,)) -> 0-d tensor``.
+        Returns:
+            (the loss, 0-d: :func:`atac.losses.zoom_loss` of the forward pass in ``cfg.zoom_loss``'s
+            mode — ``loss(score, y)`` without zoom — and that pass's :class:`Output`).
+        """
+        out = self(batch.x.contiguous(memory_format=torch.channels_last))
+        return zoom_loss(out.score, out.score_full, out.score_zoom, batch.y, loss, self.zoom_loss_mode), out
 
     def zoomed_scores(self, x: torch.Tensor, score: torch.Tensor, boxes: torch.Tensor,
                       zoom: torch.Tensor) -> torch.Tensor:

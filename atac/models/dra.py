@@ -49,7 +49,7 @@ two scales, ImageNet normalisation, no CLAHE, 30 × 20 steps of batch 48.
 Test: the reference set is one fixed draw of ``dra_ref_size`` training normals, without
 replacement, from the generator seeded with ``SeedSequence([seed, 5])`` (the run's ``seed``; atac's
 own choice, DRA re-draws references while testing). It is set by :meth:`DRANet.set_reference`
-(``atac.train`` does it before training) and stored as a ``uint8`` buffer, so ``model.pt`` scores
+(``atac.run`` does it before training) and stored as a ``uint8`` buffer, so ``model.pt`` scores
 exactly like the trained run (``atac evaluate``). Its features are computed in eval mode with the
 batch (running BatchNorm statistics, so the batch does not change them).
 """
@@ -170,7 +170,7 @@ class DRANet(nn.Module):
         if ref is None:
             if not bool(self.has_reference):
                 raise RuntimeError("DRANet has no reference set: call set_reference(train_normal) "
-                                   "before scoring (atac.train does it), or pass ref=")
+                                   "before scoring (atac.run does it), or pass ref=")
             ref = self.reference.float().div(255)
         B, R = len(x), len(ref)
         both = torch.cat([ref.to(x.dtype), x]).contiguous(memory_format=torch.channels_last)
@@ -197,7 +197,7 @@ class DRANet(nn.Module):
         assert score.shape == (B,)
         return DRAOutput(score, score, None, first_map, first_map[:, 0], heads=heads)
 
-    def training_loss(self, batch, loss) -> torch.Tensor:
+    def training_loss(self, batch, loss) -> tuple[torch.Tensor, DRAOutput]:
         """The step's loss: sum of :func:`atac.losses.dra_head_losses` over the four heads.
 
         Args:
@@ -205,7 +205,7 @@ class DRANet(nn.Module):
                 (R, 3, S, S) reference normals of this batch).
             loss: the recipe's ``loss(scores, labels)`` (the deviation loss).
         Returns:
-            0-d tensor.
+            (the loss, 0-d; the forward pass's :class:`DRAOutput`).
         Raises:
             ValueError: the batch carries no reference images.
         """
@@ -213,4 +213,4 @@ class DRANet(nn.Module):
             raise ValueError("a DRA training batch needs reference normals (BalancedBatches n_ref > 0)")
         out = self(batch.x.contiguous(memory_format=torch.channels_last), ref=batch.ref)
         parts = dra_head_losses(out.heads, batch.slots, loss)
-        return parts["seen"] + parts["pseudo"] + parts["residual"] + parts["normality"]
+        return parts["seen"] + parts["pseudo"] + parts["residual"] + parts["normality"], out
