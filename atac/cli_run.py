@@ -158,6 +158,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from .results import same_machine_type
     from .sweep import reproduce
 
     out = Path(args.out)
@@ -175,6 +176,11 @@ def cmd_reproduce(args) -> int:
     ok = worst <= args.tolerance
     print(f"image AUROC {'reproduced' if ok else 'NOT reproduced'} within {args.tolerance} "
           f"(recorded at commit {old.get('git_commit')}, again at {new.get('git_commit')})")
+    same = same_machine_type(old.get("machine"), new.get("machine"))
+    where = {None: "the record does not say its CPU type, so bit-identical results are not promised",
+             True: "same CPU type: the promise is the same numbers",
+             False: "another CPU type: training may end elsewhere"}[same]
+    print(f"machine: {where} (threads {old.get('torch_threads')} recorded, {new.get('torch_threads')} again)")
     return 0 if ok else 1
 
 

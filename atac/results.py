@@ -164,9 +164,35 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine() -> dict[str, Any]:
+    """The machine a run ran on. ``cpu_capability`` is the widest vector instruction set PyTorch's
+    CPU kernels use here (``torch.backends.cpu.get_cpu_capability()``: e.g. ``AVX512``, ``AVX2``):
+    with the thread count it decides whether float results can be bit-identical to another run's."""
+    import torch
+
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def same_machine_type(a: dict | None, b: dict | None) -> bool | None:
+    """Whether two records' ``machine`` dicts name the same CPU type (model and PyTorch CPU
+    capability); None when either lacks them (records written before they were recorded)."""
+    keys = ("cpu_model", "cpu_capability")
+    if not a or not b or any(a.get(k) is None or b.get(k) is None for k in keys):
+        return None
+    return all(a[k] == b[k] for k in keys)
 
 
 # Fractions a record holds: a number in [0, 1] (``image_auroc`` always; the others may be absent or

@@ -178,3 +178,16 @@ def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(tmp_path, monke
     with pytest.raises(RuntimeError, match="^other$"):  # not a write failure: passed on as it is
         atomic_torch_save({"a": 1}, tmp_path / "model.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_machine_names_the_cpu_type_and_compares_it():
+    from atac.results import machine, same_machine_type
+
+    m = machine()
+    assert isinstance(m["cpu_capability"], str) and m["cpu_capability"]   # e.g. AVX512, AVX2, DEFAULT
+    other = dict(m, cpu_capability="AVX2" if m["cpu_capability"] != "AVX2" else "AVX512")
+    assert same_machine_type(m, dict(m)) is (True if m["cpu_model"] else None)
+    if m["cpu_model"]:
+        assert same_machine_type(m, other) is False
+    old = {"platform": "Linux", "processor": "x86_64", "cpus": 2}   # a record from before the fields
+    assert same_machine_type(old, m) is None
