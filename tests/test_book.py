@@ -141,6 +141,140 @@ def test_every_chapter_has_exactly_one_parameters_cell():
         assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
+# A code cell is shown (its code on the page) unless one of these tags hides its input.
+HIDING_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell"}
+MIN_LIBRARY_CELLS = 3   # shown cells that call atac, in every chapter of four or more code cells
+
+
+def _book_sources() -> list[Path]:
+    return sorted(BOOK.glob("*.md")) + sorted(BOOK.glob("ladder/*.md"))
+
+
+def _code_cells(path: Path) -> list[tuple[set[str], str]]:
+    """(tags, source) of every code cell of a MyST-markdown notebook."""
+    jupytext = pytest.importorskip("jupytext")
+    return [(set(c.metadata.get("tags", [])), c.source) for c in jupytext.read(path).cells
+            if c.cell_type == "code"]
+
+
+def _python(source: str) -> ast.Module:
+    """A cell's code as Python: IPython magics (``%matplotlib inline``) and shell lines left out."""
+    return ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                               for line in source.splitlines()))
+
+
+def _atac_names(cells) -> set[str]:
+    """The names a chapter binds by importing from atac (``from atac import plots``, ``import atac``)."""
+    names = set()
+    for _, source in cells:
+        for node in ast.walk(_python(source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "atac":
+                names |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                names |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.split(".")[0] == "atac"}
+    return names
+
+
+def _calls_library(source: str, names: set[str]) -> bool:
+    """Whether the code calls something imported from atac: ``plots.x(...)``, ``run(cfg)``,
+    ``atac_frame.load_frame(...)``, ``tables.published_table1()``..."""
+    for node in ast.walk(_python(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            while isinstance(func, ast.Attribute):
+                func = func.value
+            if isinstance(func, ast.Name) and func.id in names:
+                return True
+    return False
+
+
+def _public_atac_names() -> set[str]:
+    """The module-level functions, classes and constants of every module of the atac package, and
+    the modules' own names."""
+    names = set()
+    for path in (ROOT / "atac").rglob("*.py"):
+        names.add(path.stem)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_chapters_show_their_calls():
+    """At least half of the book's code cells show their code, and every chapter of four or more
+    code cells shows at least three cells that call the library: glue, imports and plumbing may be
+    hidden, the calls that make a chapter's figures, tables and numbers may not."""
+    per_chapter, problems = {}, []
+    for path in _book_sources():
+        cells = _code_cells(path)
+        names = _atac_names(cells)
+        shown = [source for tags, source in cells if not tags & HIDING_TAGS]
+        calling = [source for source in shown if _calls_library(source, names)]
+        name = path.relative_to(BOOK).as_posix()
+        per_chapter[name] = (len(shown), len(cells))
+        if len(cells) >= 4 and len(calling) < MIN_LIBRARY_CELLS:
+            problems.append(f"book/{name}: {len(calling)} shown cell(s) call the library "
+                            f"(at least {MIN_LIBRARY_CELLS} of its {len(cells)} code cells must)")
+    n_shown = sum(s for s, _ in per_chapter.values())
+    n_cells = sum(n for _, n in per_chapter.values())
+    assert n_cells > 100 and "ladder/step5_atac.md" in per_chapter
+    counts = ", ".join(f"{k} {s}/{n}" for k, (s, n) in per_chapter.items() if n)
+    assert 2 * n_shown >= n_cells, f"{n_shown} of {n_cells} code cells are shown, fewer than half: {counts}"
+    assert not problems, "\n".join(problems)
+
+
+def test_chapters_define_no_function_of_the_library():
+    """A chapter calls the library; it never defines a function or class under the name of one of
+    the library's (a copy of library code in a chapter would drift from what the runs use)."""
+    public = _public_atac_names()
+    assert {"run", "plots", "source_block", "paired_comparison", "RunConfig"} <= public
+    problems = []
+    for path in _book_sources():
+        for _, source in _code_cells(path):
+            for node in ast.walk(_python(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in public:
+                    problems.append(f"book/{path.relative_to(BOOK).as_posix()}: defines {node.name!r}, "
+                                    "a public name of the atac package: call the library's instead")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_shown_cells_checks_see_hidden_cells_and_library_calls(tmp_path):
+    """The two checks above on a made-up chapter: tags read, imports followed, a shadowing def found."""
+    path = tmp_path / "chapter.md"
+    path.write_text(CHAPTER_HEAD % "parameters, hide-input" + """
+```{code-cell} ipython3
+:tags: [remove-cell]
+
+%matplotlib inline
+from atac import plots as p
+from atac.train import run
+```
+
+```{code-cell} ipython3
+fig = p.image_grid(x)
+```
+
+```{code-cell} ipython3
+:tags: [remove-stderr]
+
+result = run(cfg)
+def source_block(obj):
+    return str(obj)
+```
+""")
+    cells = _code_cells(path)
+    assert [sorted(t) for t, _ in cells] == [["hide-input", "parameters"], ["remove-cell"], [], ["remove-stderr"]]
+    names = _atac_names(cells)
+    assert names == {"p", "run"}
+    assert [_calls_library(s, names) for t, s in cells if not t & HIDING_TAGS] == [True, True]
+    assert not _calls_library("seed = 0\nprint(seed)", names)
+    defs = {n.name for n in ast.walk(_python(cells[3][1])) if isinstance(n, ast.FunctionDef)}
+    assert defs & _public_atac_names() == {"source_block"}
+
+
 @pytest.mark.parametrize("profile", ["ci", "default", "paper"])
 def test_profiles_set_only_known_parameters(profile):
     jupytext = pytest.importorskip("jupytext")
@@ -726,6 +860,8 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
         assert "mobilenet_v2 (not the paper's ResNet-50)" in glued["measured_setups"]
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert "remove-cell" in _parameters_cells(nb)[0].metadata["tags"] and injected
+        # the answer's figure is drawn as an image (a Figure built without pyplot needs the inline backend)
+        assert pngs == (1 if (ROOT / "paper_runs" / "results" / "table1-cpu.jsonl").is_file() else 0)
     elif name == "data_preprocessing":
         assert 0.7 < float(glued["sd_ratio_min"]) <= float(glued["sd_ratio_max"]) < 0.95
         assert "synthetic/grid: 2 of 2 images shown have three equal channels" in glued["grayscale"]

@@ -15,14 +15,24 @@ downloads a browser of its own. Per page:
   "problematic" node, no ``<IPython...object>`` repr where a value should be;
 * every same-site link (``href``, anchors included) points at a file of the build, and its
   ``#fragment`` at an element id of the target page;
+* its layout at a 1300 × 900 viewport: no table, image, figure, code block (``pre``) or child of a
+  cell's output is wider than the article (``article.bd-article``): each one's right edge, and its
+  scrollWidth from its left edge, stay within the article's clientWidth; a table inside a box that
+  scrolls sideways counts with the box's scrollWidth, since a table that fits only by scrolling
+  does not fit (:func:`overflows`; the report names each element and by how many px);
 * a full-page PNG screenshot is written to ``_build/screenshots/<page path>.png`` (a build
   artefact, like ``_build/html``; ``$ATAC_SCREENSHOTS`` may name another folder).
+
+The introduction's first screen (the top of the page at 1300 × 900) must show the measured answer:
+the paragraph with the generated answer and, below it, the image of its figure, starting within the
+screen.
 
 Skipped, with the reason, when Playwright or Chromium is missing (``.ci/run`` installs both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -52,6 +62,10 @@ GLUE_LEFTOVERS = (
      "an object repr where a glued value should be"),
 )
 PAGE_TIMEOUT_MS = 30_000
+VIEWPORT = {"width": 1300, "height": 900}
+INTRO = "book/executed/intro.html"
+# the answer's opening words, as book/intro.md generates them (one of these, or no runs yet)
+INTRO_ANSWERS = ("Yes, here.", "Not here, so far.", "Not shown here.", "No recorded ladder runs are here yet")
 
 
 def _chromium() -> str | None:
@@ -95,6 +109,9 @@ class PageReport:
     links: list[tuple[str, str]] = field(default_factory=list)  # (href as written, absolute URL)
     ids: set[str] = field(default_factory=set)
     screenshot: Path | None = None
+    article_width: int | None = None                          # the article's clientWidth, px
+    overflows: list[dict] = field(default_factory=list)      # elements wider than the article
+    first_screen: dict | None = None                          # the introduction's top of page
 
 
 _IMAGES_JS = """async (sel) => {
@@ -118,6 +135,97 @@ _LINKS_JS = """() => [...document.querySelectorAll('a[href]')]
 _IDS_JS = """() => [...document.querySelectorAll('[id]')].map(e => e.id)
     .concat([...document.querySelectorAll('a[name]')].map(a => a.name))"""
 ARTICLE = "article.bd-article"
+# Every table, image, figure, code block and child of a cell's output of the article, measured
+# against the article's clientWidth: how far its right edge, or its left edge plus its scrollWidth
+# (what it would need unscrolled), reaches past the article's right (padding) edge. A table counts
+# with the scrollWidth of any box around it that scrolls sideways (the theme's and book.css' table
+# wrappers): a table that fits only by scrolling is wider than the article.
+_LAYOUT_JS = """(sel) => {
+  const art = document.querySelector(sel);
+  if (!art) return {width: null, items: []};
+  const a = art.getBoundingClientRect();
+  const right = a.left + art.clientLeft + art.clientWidth;
+  const scrolls = (e) => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const name = (e) => {
+    let s = e.tagName.toLowerCase() + (e.id ? '#' + e.id : '');
+    s += [...e.classList].slice(0, 3).map(c => '.' + c).join('');
+    const text = (e.tagName === 'IMG' ? (e.getAttribute('src') || '') : (e.innerText || '')).trim();
+    return s + (text ? ' "' + text.replace(/\\s+/g, ' ').slice(0, 60) + '"' : '');
+  };
+  const section = (e) => { const h = e.closest('section'); return h ? (h.id || '') : ''; };
+  const seen = new Set(), items = [];
+  for (const e of art.querySelectorAll('table, img, figure, pre, .cell_output > *')) {
+    if (seen.has(e)) continue;
+    seen.add(e);
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;            // not displayed (a closed toggle)
+    let need = Math.max(r.right, r.left + e.scrollWidth);
+    let via = scrolls(e) && e.scrollWidth > e.clientWidth ? 'itself' : '';
+    if (e.tagName === 'TABLE') {
+      for (let p = e.parentElement; p && p !== art; p = p.parentElement) {
+        if (scrolls(p) && p.scrollWidth > p.clientWidth) {
+          need = Math.max(need, p.getBoundingClientRect().left + p.scrollWidth);
+          via = via || name(p).split(' ')[0];
+        }
+      }
+    }
+    const over = Math.round(need - right);
+    if (over > 1) items.push({element: name(e), section: section(e), over: over,
+                              width: Math.round(Math.max(r.width, e.scrollWidth)), scroller: via});
+  }
+  return {width: art.clientWidth, items: items};
+}"""
+_FIRST_SCREEN_JS = """(sel) => {
+  window.scrollTo(0, 0);
+  const art = document.querySelector(sel) || document.body;
+  const img = art.querySelector('.cell_output img');
+  if (!img) return {image: null, paragraphs: []};
+  const r = img.getBoundingClientRect();
+  const paragraphs = [...art.querySelectorAll('p')]
+      .filter(p => p.getBoundingClientRect().bottom <= r.top && p.getBoundingClientRect().height > 0)
+      .map(p => ({text: p.innerText, top: p.getBoundingClientRect().top}));
+  return {image: {src: img.getAttribute('src'), top: r.top, bottom: r.bottom, width: r.width,
+                  loaded: img.complete && img.naturalWidth > 0},
+          paragraphs: paragraphs, viewport: window.innerHeight};
+}"""
+
+
+def overflows(page) -> tuple[int | None, list[dict]]:
+    """The article's clientWidth on an open Playwright ``page`` and the elements wider than it:
+    ``{"element", "section", "over" (px past the article's right edge), "width", "scroller"}``."""
+    got = page.evaluate(_LAYOUT_JS, ARTICLE)
+    return got["width"], got["items"]
+
+
+def describe_overflows(page_path: str, width: int | None, items: list[dict]) -> list[str]:
+    if width is None:
+        return [f"{page_path}: no {ARTICLE} to measure against"]
+    return [f"{page_path}: {i['element']} (section #{i['section']}) is {i['width']} px wide, "
+            f"{i['over']} px past the article's {width} px"
+            + ("" if not i["scroller"] else " (it fits only by scrolling)" if i["scroller"] == "itself" else
+               f" (it fits only by scrolling in {i['scroller']})") for i in items]
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """A local HTTP server of ``directory`` on 127.0.0.1; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def launch(pw, chromium: str):
+    return pw.chromium.launch(
+        executable_path=chromium, headless=True,
+        # the machine's network is closed: keep Chromium's own background traffic off
+        args=["--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--disable-quic", "--no-first-run", "--no-default-browser-check"])
 
 
 def _build_book_if_missing(html: Path) -> None:
@@ -148,33 +256,20 @@ def browsed() -> dict[str, PageReport]:
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True)
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(html)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}/"
     reports: dict[str, PageReport] = {}
-    try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=chromium, headless=True,
-                # the machine's network is closed: keep Chromium's own background traffic off
-                args=["--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--disable-quic", "--no-first-run", "--no-default-browser-check"])
-            try:
-                for page_path in _pages(html):
-                    reports[page_path] = _visit(browser, base, page_path, shots)
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(html) as base, sync_api.sync_playwright() as pw:
+        browser = launch(pw, chromium)
+        try:
+            for page_path in _pages(html):
+                reports[page_path] = _visit(browser, base, page_path, shots)
+        finally:
+            browser.close()
     return reports
 
 
 def _visit(browser, base: str, page_path: str, shots: Path) -> PageReport:
     rep = PageReport(page_path)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context = browser.new_context(viewport=VIEWPORT, service_workers="block")
 
     def route(r):
         url = r.request.url
@@ -210,6 +305,9 @@ def _visit(browser, base: str, page_path: str, shots: Path) -> PageReport:
         rep.glue += [f"docutils node {b}" for b in glue["bad"]]
         rep.links = [tuple(x) for x in page.evaluate(_LINKS_JS)]
         rep.ids = set(page.evaluate(_IDS_JS))
+        rep.article_width, rep.overflows = overflows(page)
+        if page_path == INTRO:
+            rep.first_screen = page.evaluate(_FIRST_SCREEN_JS, ARTICLE)
         out = shots / (page_path[:-len(".html")] + ".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
@@ -298,3 +396,90 @@ def test_screenshots_written(browsed):
         head = rep.screenshot.read_bytes()[:8]
         assert head == b"\x89PNG\r\n\x1a\n", f"{rep.screenshot} is not a PNG"
         assert rep.screenshot.stat().st_size > 1000, f"{rep.screenshot} is (nearly) empty"
+
+
+def test_nothing_is_wider_than_the_article(browsed):
+    problems = []
+    for page, rep in browsed.items():
+        if rep.article_width is None and page in ("search.html", "genindex.html"):
+            continue  # Sphinx's own pages: no article of the book
+        problems += describe_overflows(page, rep.article_width, rep.overflows)
+    assert not problems, f"at {VIEWPORT['width']} x {VIEWPORT['height']}:\n" + "\n".join(problems)
+
+
+def test_intro_first_screen_shows_the_answer_and_its_figure(browsed):
+    rep = browsed.get(INTRO)
+    assert rep is not None and rep.first_screen is not None, f"{INTRO} was not measured"
+    shot = rep.first_screen
+    img = shot["image"]
+    assert img is not None, f"{INTRO}: no figure in the article"
+    assert img["loaded"], f"{INTRO}: the figure {img['src']} did not load"
+    assert 0 <= img["top"] < VIEWPORT["height"], \
+        f"{INTRO}: the figure starts at {img['top']:.0f} px, below the first screen ({VIEWPORT['height']} px)"
+    answer = [p for p in shot["paragraphs"] if any(a in p["text"] for a in INTRO_ANSWERS)]
+    assert answer, (f"{INTRO}: no paragraph above the figure holds the generated answer "
+                    f"(one of {INTRO_ANSWERS}); above it: {[p['text'][:80] for p in shot['paragraphs']]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the layout check itself, on two tiny pages (no book needed)
+
+_LAYOUT_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>
+body { margin: 0; }
+article.bd-article { width: 768px; margin: 40px; padding: 0 16px; }
+</style></head><body><article class="bd-article"><h1>A page</h1>%s</article></body></html>"""
+
+
+def _measure_tiny_page(tmp_path: Path, body: str) -> tuple[int | None, list[dict]]:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium installed (apt-get install chromium chromium-driver; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright not installed (pip install -e '.[dev]')")
+    (tmp_path / "index.html").write_text(_LAYOUT_PAGE % body)
+    with serve(tmp_path) as base, sync_api.sync_playwright() as pw:
+        browser = launch(pw, chromium)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(base + "index.html", wait_until="load")
+            return overflows(page)
+        finally:
+            browser.close()
+
+
+def _table(width: int) -> str:
+    return (f'<table style="width: {width}px; border-collapse: collapse"><tr><th>method</th><th>AUROC</th></tr>'
+            '<tr><td>atac</td><td>0.901</td></tr></table>')
+
+
+def test_layout_check_reports_a_table_wider_than_the_article(tmp_path):
+    width, items = _measure_tiny_page(tmp_path, _table(1200))
+    assert width == 768 + 2 * 16                       # clientWidth: the content and its padding
+    lines = describe_overflows("index.html", width, items)
+    assert len(items) == 1 and items[0]["element"].startswith("table"), lines
+    assert abs(items[0]["over"] - (1200 - 768 - 16)) <= 1, lines  # from the padding's inner edge
+    assert "px past the article's 800 px" in lines[0]
+
+
+def test_layout_check_counts_a_table_that_only_fits_by_scrolling(tmp_path):
+    """As a cell's output shows a table: in a wrapper that scrolls sideways; and a table made a
+    scrolling block itself (display: block; overflow-x: auto)."""
+    width, items = _measure_tiny_page(
+        tmp_path, '<div class="cell_output"><div class="output text_html">'
+        f'<div class="wrapper" style="overflow-x: auto; max-width: 100%">{_table(1200)}</div></div></div>'
+        '<table style="display: block; overflow-x: auto; max-width: 100%"><tr>'
+        + "".join(f"<td>{'x' * 40}</td>" for _ in range(10)) + "</tr></table>")
+    lines = describe_overflows("index.html", width, items)
+    # the two tables, not the output box around the first (its wrapper keeps the table inside)
+    assert [i["element"].split(" ")[0] for i in items] == ["table", "table"], lines
+    assert items[0]["scroller"] == "div.wrapper" and abs(items[0]["over"] - 416) <= 1, lines
+    assert "fits only by scrolling in div.wrapper" in lines[0]
+    assert items[1]["over"] > 100 and items[1]["width"] > width and items[1]["scroller"] == "itself", lines
+
+
+def test_layout_check_passes_a_table_that_fits(tmp_path):
+    body = (_table(600) + '<pre style="white-space: pre-wrap">' + "long line " * 200 + "</pre>"
+            '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" style="width: 700px; height: 10px">')
+    width, items = _measure_tiny_page(tmp_path, body)
+    assert width == 800 and items == [], describe_overflows("index.html", width, items)
