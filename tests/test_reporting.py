@@ -78,7 +78,8 @@ def test_html_for_the_book():
                                   for s in range(3)])
     html = reporting.to_html(reporting.table1_wide(rows))
     assert html.startswith('<p class="atac-results-caption">') and 'class="atac-results"' in html
-    assert "0.900 ± 0.000 (3)" in html and 'class="data row0 col7 paper"' in html
+    assert "0.900\u2009±\u20090.000\u2009(3)" in html and 'class="data row0 col7 paper"' in html
+    assert html == reporting.to_html(reporting.table1_wide(rows))          # the same table, the same text
     assert "<td" in html and "0.988" in html
     css = (REPO / "book" / "_static" / "book.css").read_text()
     assert "table.atac-results" in css and "white-space: nowrap" in css

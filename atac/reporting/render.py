@@ -20,6 +20,7 @@ from .table2 import table2_caption, table2_wide
 
 MISSING = "—"
 HTML_CLASS = "atac-results"       # the CSS class of the book's results tables (book/_static/book.css)
+THIN = "\u2009"                   # a thin space: between the numbers of an HTML cell, to save width
 TABLE1_CSV = ["dataset", "category", "backbone", "budget", "shots", "step", "method", "metric",
               "n", "seeds", "mean", "std", "paper", "diff"]
 TABLE2_CSV = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
@@ -72,12 +73,13 @@ def _inline(text: str) -> str:
 def to_html(wide: pd.DataFrame) -> str:
     """A wide table as HTML for the book: its caption in a ``<p class="atac-results-caption">``,
     the table (a pandas Styler; ``class="atac-results"``, whose CSS in ``book/_static/book.css``
-    keeps every cell on one line in a compact font; the paper's cells of class ``paper``), then its
-    notes in a ``<p class="atac-results-notes">``."""
+    keeps every cell on one line in a compact font; the paper's cells of class ``paper``; thin
+    spaces around ``±`` and before ``(n)``), then its notes in a ``<p class="atac-results-notes">``."""
     classes = pd.DataFrame([["paper" if c[-1] == "paper" else "ours" for c in wide.columns]] * len(wide),
                            index=wide.index, columns=wide.columns)
     digest = hashlib.sha256(wide.to_csv().encode()).hexdigest()[:8]   # the same table, the same id
-    table = (Styler(wide, uuid=digest, cell_ids=False).set_table_attributes(f'class="{HTML_CLASS}"')
+    thin = wide.map(lambda c: c.replace(" ± ", THIN + "±" + THIN).replace(" (", THIN + "("))
+    table = (Styler(thin, uuid=digest, cell_ids=False).set_table_attributes(f'class="{HTML_CLASS}"')
              .set_td_classes(classes).to_html())
     caption = f'<p class="{HTML_CLASS}-caption">{_inline(wide.attrs.get("caption", ""))}</p>\n'
     notes = "".join(f'<p class="{HTML_CLASS}-notes">{_inline(n)}</p>\n' for n in wide.attrs.get("notes", []))
