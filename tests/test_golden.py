@@ -89,7 +89,7 @@ def test_every_results_file_has_a_golden_table():
 def _texts(name: str, folder: Path) -> dict:
     """What the golden ``texts.json`` holds for one results file (or files joined by '+'),
     computed by the library now."""
-    from atac import reporting as tables
+    from atac import reporting
     from atac.results import load_records
     from atac.sweep import load_sweep
 
@@ -99,27 +99,27 @@ def _texts(name: str, folder: Path) -> dict:
     recs = [r for n in name.split("+") for r in load_records(_results(n, folder))]
     o: dict = {}
     if any(r.get("setting") == "general" for r in recs):
-        rows = tables.table1_rows(recs)
-        o["describe_setups_1"] = tables.describe_setups(rows)
-        o["ladder_order"] = [v["verdict"] for v in tables.ladder_order(rows)]
-        o["ladder_pairs"] = [p["sentence"] for p in tables.ladder_pairs(rows)]
-        o["setup_differences_general"] = tables.setup_differences(
+        rows = reporting.table1_rows(recs)
+        o["describe_setups_1"] = reporting.describe_setups(rows)
+        o["ladder_order"] = [v["verdict"] for v in reporting.ladder_order(rows)]
+        o["ladder_pairs"] = [p["sentence"] for p in reporting.ladder_pairs(rows)]
+        o["setup_differences_general"] = reporting.setup_differences(
             [r["config"] for r in recs if r.get("setting") == "general"])
     if any(r.get("setting") == "hard" for r in recs):
-        rows2 = tables.table2_rows(recs)
-        o["describe_setups_2"] = tables.describe_setups(rows2)
-        o["table2_claims"] = [c["sentence"] for c in tables.table2_claims(rows2)]
+        rows2 = reporting.table2_rows(recs)
+        o["describe_setups_2"] = reporting.describe_setups(rows2)
+        o["table2_claims"] = [c["sentence"] for c in reporting.table2_claims(rows2)]
         o["condense_hard"] = [[r["category"], r["shots"], r["known_type"], r["method"], r["mean"]]
-                              for r in tables.condense_hard(rows2)]
-        o["setup_differences_hard"] = tables.setup_differences(
+                              for r in reporting.condense_hard(rows2)]
+        o["setup_differences_hard"] = reporting.setup_differences(
             [r["config"] for r in recs if r.get("setting") == "hard"])
-    o["view_summary"] = tables.view_summary(recs)
+    o["view_summary"] = reporting.view_summary(recs)
     if name in sweeps:
         sw = load_sweep(REPO / "paper_runs" / sweeps[name])
         for setting, which in (("general", "table1"), ("hard", "table2")):
-            prog = tables.sweep_progress(recs, [r.config.to_dict() for r in sw.runs], setting)
+            prog = reporting.sweep_progress(recs, [r.config.to_dict() for r in sw.runs], setting)
             o[f"progress_{setting}"] = prog
-            o[f"render_progress_{which}"] = tables.render_progress(prog, which, sweep_name=f"sweep {sw.name}")
+            o[f"render_progress_{which}"] = reporting.render_progress(prog, which, sweep_name=f"sweep {sw.name}")
     return _plain(o)
 
 
@@ -151,9 +151,9 @@ def _sentences(text: str) -> list[str]:
 def test_recorded_results_equal_golden(tmp_path):
     """The book's file-by-file summary: the same files, records and rows (the sweeps' progress
     notes are left out: they count the records a sweep has appended since)."""
-    from atac import reporting as tables
+    from atac import reporting
 
     for name in _n_records():
         _results(name, tmp_path)
-    got = [[f["file"], f["n_records"], len(f["rows"])] for f in tables.recorded_results(tmp_path)]
+    got = [[f["file"], f["n_records"], len(f["rows"])] for f in reporting.recorded_results(tmp_path)]
     assert got == [[f, n, rows] for f, _, n, rows in TEXTS["_recorded_results"]]
