@@ -213,9 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("table", help="our results next to the paper's (Markdown or CSV, and a figure)",
                         description="Render a results file (.jsonl from atac sweep) as the paper's "
-                                    "table: per dataset, category, method and number of anomalies, mean "
-                                    "± std over seeds, the paper's value (a copy shipped with atac, with "
-                                    "its citation) and the difference.")
+                                    "table, mean ± std over seeds (n) beside the paper's value (a copy "
+                                    "shipped with atac, with its citation). Markdown: the paper's layout "
+                                    "(classes or known types as rows, methods as columns), then the "
+                                    "paper's claims judged; CSV: the long form, one line per dataset, "
+                                    "category, setup, method and number of anomalies, with the "
+                                    "difference.")
     tb.add_argument("which", choices=["table1", "table2"],
                     help="table1: the ablation ladder (general setting); table2: DevNet, DRA and "
                          "ATAC-Net per known defect type (hard setting)")

@@ -44,30 +44,26 @@ def cmd_table(args) -> int:
 
 def _render_table(args, records: list[dict]) -> int:
     from .results import atomic_write_text
-    from . import tables
+    from . import charts, reporting
 
     if args.which == "table2":
-        rows = tables.table2_rows(records, metric=args.metric)
-        text = tables.render_table2(rows, fmt=args.format)
-        figure = tables.table2_figure
+        rows = reporting.table2_rows(records, metric=args.metric)
+        text = reporting.render_table2(rows, fmt=args.format)
+        figure = charts.table2_figure
         if args.format == "markdown":
             text += ("\nDoes ATAC-Net beat DevNet and DRA on unseen defect types (the paper's Table 2 "
-                     "claim)?\n" + "".join(f"- {c['sentence']}\n" for c in tables.table2_claims(rows)))
-            views = [v for v in tables.view_summary(records) if v["setting"] == "hard" and v["n"]]
+                     "claim)?\n" + "".join(f"- {c['sentence']}\n" for c in reporting.table2_claims(rows)))
+            views = [v for v in reporting.view_summary(records) if v["setting"] == "hard" and v["n"]]
             if views:
                 text += ("\nATAC-Net's two views on their own (view_auroc, mean image AUROC over the "
-                         "runs):\n\n" + tables.render_view_summary(views) + "\n")
-            # the paper's own classes (tile, metal_nut) also in its layout, ours beside its values
-            paper_classes = {(p["dataset"], p["category"]) for p in tables.published_table2()}
-            for ds, cat in sorted({(r["dataset"], r["category"]) for r in rows} & paper_classes):
-                text += "\n" + tables.render_class_table2(rows, ds, cat)
+                         "runs):\n\n" + reporting.render_view_summary(views) + "\n")
     else:
-        rows = tables.table1_rows(records, metric=args.metric)
-        text = tables.render_table1(rows, fmt=args.format)
-        figure = tables.table1_figure
+        rows = reporting.table1_rows(records, metric=args.metric)
+        text = reporting.render_table1(rows, fmt=args.format)
+        figure = charts.table1_figure
         if args.format == "markdown":
             try:
-                verdicts = tables.ladder_order(rows)
+                verdicts = reporting.ladder_order(rows)
             except ValueError:  # no ten-anomaly runs in the file: no ladder to check
                 verdicts = []
             if verdicts:
@@ -78,8 +74,8 @@ def _render_table(args, records: list[dict]) -> int:
         setting = "hard" if args.which == "table2" else "general"
         text += _sweep_notes(args.sweep, records, args.which, setting,
                              {(r["dataset"], r["category"]) for r in rows})
-        notes = tables.setup_differences([r["config"] for r in records if r.get("setting") == setting
-                                          and isinstance(r.get("config"), dict)])
+        notes = reporting.setup_differences([r["config"] for r in records if r.get("setting") == setting
+                                             and isinstance(r.get("config"), dict)])
         if notes:
             text += ("\nWhat differs from the paper's runs (from the records' configs):\n"
                      + "".join(f"- {n}\n" for n in notes))
@@ -104,18 +100,18 @@ def _render_table(args, records: list[dict]) -> int:
 def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, setting: str,
                  present: set[tuple[str, str]]) -> str:
     """For ``atac table --sweep FILE``: how many of each class's runs of the sweep the records hold,
-    and, for a class with none yet, the paper's values for it (atac.tables.render_progress)."""
-    from . import tables
+    and, for a class with none yet, the paper's values for it (atac.reporting.render_progress)."""
+    from . import reporting
     from .sweep import load_sweep
 
     text = ""
     for f in sweep_files or []:
         sw = load_sweep(f)
-        progress = tables.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
+        progress = reporting.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
         n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
         text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} {setting}-setting runs are in these "
                  "results" + (", all of them.\n" if n_rec == n_runs else ":\n"))
-        text += tables.render_progress(progress, which, sweep_name=f"sweep {sw.name}", present=present)
+        text += reporting.render_progress(progress, which, sweep_name=f"sweep {sw.name}", present=present)
     return text
 
 

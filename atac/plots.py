@@ -1,6 +1,6 @@
-"""Figures the book uses: image grids, attention maps and zoomed crops, score maps, ROC curves,
-score histograms, loss curves; and the small text pieces that go with them on a page (a source
-listing, the facts of a run).
+"""Figures of runs that the book uses: image grids, attention maps and zoomed crops, score maps,
+ROC curves, score histograms, loss curves. Everything here draws; the text pieces that go with a
+figure on a page are :mod:`atac.book`'s, charts of measured numbers :mod:`atac.charts`'.
 
 Every figure function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
 figure state, no ``plt.show``), so it works under any backend: a notebook displays the returned
@@ -46,6 +46,22 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).cpu().numpy()
 
 
+def _uint8_images(images, what: str = "images") -> torch.Tensor:
+    """(N, 3, S, S) uint8 or float-in-[0, 1] images -> uint8 tensor (N, 3, S, S)."""
+    imgs = torch.as_tensor(_np(images))
+    if imgs.ndim != 4 or imgs.shape[1] != 3 or len(imgs) == 0:
+        raise ValueError(f"{what} must be (N>0, 3, S, S), got {tuple(imgs.shape)}")
+    if imgs.is_floating_point():
+        imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+    return imgs
+
+
+def _draw_box(ax, box, color: str = BOX_COLOR, lw: float = 1.5, ls: str = "-") -> None:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color,
+                           linewidth=lw, linestyle=ls))
+
+
 def image_grid(images, titles: Sequence[str] | None = None, labels=None, ncols: int = 8,
                size: float = 1.6) -> Figure:
     """A plain grid of images (e.g. training normals, the M known anomalies, one training batch).
@@ -61,11 +77,7 @@ def image_grid(images, titles: Sequence[str] | None = None, labels=None, ncols: 
     Raises:
         ValueError: N is 0 or images are not (N, 3, S, S).
     """
-    imgs = torch.as_tensor(_np(images))
-    if imgs.ndim != 4 or imgs.shape[1] != 3 or len(imgs) == 0:
-        raise ValueError(f"images must be (N>0, 3, S, S), got {tuple(imgs.shape)}")
-    if imgs.is_floating_point():
-        imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+    imgs = _uint8_images(images)
     n = len(imgs)
     y = _labels(labels, n) if labels is not None else None
     if titles is not None and len(titles) != n:
@@ -175,9 +187,7 @@ def attention_grid(images, attention, boxes=None, labels=None, titles: Sequence[
             for ax in (top, mid):
                 ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
         if b is not None and bool(z[i]):
-            x0, y0, x1, y1 = (float(v) for v in b[i])
-            mid.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                                    edgecolor=BOX_COLOR, linewidth=1.5))
+            _draw_box(mid, b[i])
         bot.imshow(_hwc(crops[i]))
         if not bool(z[i]):
             bot.text(0.5, 0.04, "no zoom", transform=bot.transAxes, ha="center", va="bottom",
@@ -351,105 +361,11 @@ def map_grid(images, maps, labels=None, titles: Sequence[str] | None = None, mas
     return fig
 
 
-def example_indices(samples: Sequence, n_normal: int = 3) -> list[int]:
-    """Which test images a chapter shows: the first ``n_normal`` normal ones, then the first
-    anomalous one of each defect type (in test-set order), so every page shows the same images.
-
-    Args:
-        samples: the test set's :class:`atac.data.Sample` list (``RunData.split.test``); each has
-            ``label`` (0/1) and ``defect_type``.
-        n_normal: how many normal images.
-    Returns:
-        Indices into ``samples``: normals first, then one per defect type.
-    """
-    normal = [i for i, s in enumerate(samples) if s.label == 0][:n_normal]
-    first: dict[str, int] = {}
-    for i, s in enumerate(samples):
-        if s.label == 1:
-            first.setdefault(s.defect_type, i)
-    return normal + list(first.values())
-
-
-def source_block(obj) -> str:
-    """The library's source of ``obj`` as a Markdown code block headed by its file, for a page to
-    display (``IPython.display.Markdown(source_block(f))``): the book shows the code that ran,
-    never a copy of it.
-
-    Args:
-        obj: a function, method, class or module of the library (decorators such as
-            ``@torch.no_grad()`` are looked through).
-    Returns:
-        Markdown text: "From `atac/<file>`:" and a fenced ``python`` block.
-    Raises:
-        TypeError, OSError: ``inspect`` cannot find the source (a built-in, or an object made at
-            run time).
-    """
-    import inspect
-    import textwrap
-    from pathlib import Path
-
-    obj = inspect.unwrap(obj)
-    src = textwrap.dedent(inspect.getsource(obj))
-    path = Path(inspect.getsourcefile(obj)).resolve()
-    root = Path(__file__).resolve().parent.parent
-    where = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-    return f"From `{where}`:\n\n````python\n{src.rstrip()}\n````"
-
-
-def run_facts(record: dict, profile: str | None = None) -> dict[str, object]:
-    """The facts a page states about one run, from its results record (``RunResult.metrics``),
-    ready to ``myst_nb.glue`` one by one, so no number on a page is typed by hand.
-
-    Args:
-        record: a results record (``metrics.json`` dict: metrics, ``config``, counts, timings).
-        profile: the book build profile that executed the page, or None.
-    Returns:
-        ``image_auroc``, ``image_auprc`` (floats), ``pixel_auroc`` (text: "n/a" when the run has
-        none), ``train_seconds`` (float), ``method``, ``dataset``, ``category``, ``backbone``,
-        ``weights_source``, ``budget`` (text, :func:`atac.tables.budget`), ``n_test`` ("21 normal
-        and 47 anomalous"), ``shots``, ``seed`` (ints), and ``profile`` when given.
-    Raises:
-        KeyError: the record lacks one of these fields (it is not an ``atac`` results record).
-    """
-    from .tables import budget
-
-    pix = record["pixel_auroc"]
-    facts: dict[str, object] = {
-        "image_auroc": float(record["image_auroc"]), "image_auprc": float(record["image_auprc"]),
-        "pixel_auroc": "n/a" if pix is None else f"{pix:.3f}",
-        "train_seconds": float(record["train_seconds"]),
-        "method": record["method"], "dataset": record["dataset"], "category": record["category"],
-        "backbone": record["backbone"], "weights_source": record["weights_source"],
-        "budget": budget(record),
-        "n_test": f"{record['n_test_normal']} normal and {record['n_test_anomalous']} anomalous",
-        "shots": int(record["shots"]), "seed": int(record["seed"]),
-    }
-    if profile is not None:
-        facts["profile"] = profile
-    return facts
-
-
 # ------------------------------------------------------------------------------------------------
 # Figures of the chapters "Data and pre-processing", "Pseudo-anomalies", "Figure 1, reproduced" and
-# "The crop threshold w", and the generated configuration table of "Reproduction notes and errata".
+# "The crop threshold w".
 
 BOX_COLORS = ("cyan", "yellow", "magenta", "lime", "orange", "white")
-
-
-def _uint8_images(images, what: str = "images") -> torch.Tensor:
-    """(N, 3, S, S) uint8 or float-in-[0, 1] images -> uint8 tensor (N, 3, S, S)."""
-    imgs = torch.as_tensor(_np(images))
-    if imgs.ndim != 4 or imgs.shape[1] != 3 or len(imgs) == 0:
-        raise ValueError(f"{what} must be (N>0, 3, S, S), got {tuple(imgs.shape)}")
-    if imgs.is_floating_point():
-        imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
-    return imgs
-
-
-def _draw_box(ax, box, color: str = BOX_COLOR, lw: float = 1.5, ls: str = "-") -> None:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=color,
-                           linewidth=lw, linestyle=ls))
 
 
 def image_rows(rows: Mapping[str, object], titles: Sequence[str] | None = None,
@@ -608,10 +524,7 @@ def map_comparison(images, maps: Mapping[str, object], boxes: Mapping[str, objec
         if m is not None and m[i].any():
             for ax in axes[:, i]:
                 ax.contour(m[i], levels=[0.5], colors=MASK_COLOR, linewidths=0.9)
-        parts = ([("anomalous" if y[i] else "normal")] if y is not None else []) + \
-                ([str(titles[i])] if titles is not None else [])
-        axes[0, i].set_title("\n".join(parts), fontsize=8,
-                             color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        _label_panel(axes[0, i], i, y, titles)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -671,143 +584,10 @@ def threshold_boxes(images, attention, thresholds: Sequence[float], full_fractio
             ax.text(0.5, 0.03, "no zoom: w=" + ",".join(no_zoom), transform=ax.transAxes, ha="center",
                     va="bottom", fontsize=6.5, color="white",
                     bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5})
-        parts = ([("anomalous" if y[i] else "normal")] if y is not None else []) + \
-                ([str(titles[i])] if titles is not None else [])
-        ax.set_title("\n".join(parts), fontsize=8,
-                     color="black" if y is None else (ANOMALY_COLOR if y[i] else NORMAL_COLOR))
+        _label_panel(ax, i, y, titles)
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=BOX_COLORS[k], label=f"w = {w:g}")
                for k, w in enumerate(thresholds)]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
     return fig
-
-
-def metric_curves(x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str,
-                  ylabel: str, title: str | None = None, ylim: tuple[float, float] | None = None) -> Figure:
-    """One or more measured quantities against a swept value (e.g. AUROC and zoom rates against w).
-
-    Args:
-        x: the swept values; series: ``{name: values}`` of len(x) each (None or NaN: not drawn).
-        xlabel, ylabel, title: labels; ylim: optional y range.
-    Returns:
-        A Figure with one axes, a marked line per series.
-    Raises:
-        ValueError: a series of another length than ``x``, or no series.
-    """
-    if not series:
-        raise ValueError("metric_curves needs at least one series")
-    xs = np.asarray(list(x), dtype=np.float64)
-    fig = Figure(figsize=(5.0, 3.3), layout="constrained")
-    ax = fig.subplots()
-    markers = "osD^vx"
-    for j, (name, vals) in enumerate(series.items()):
-        v = np.array([np.nan if a is None else float(a) for a in vals], dtype=np.float64)
-        if v.shape != xs.shape:
-            raise ValueError(f"series '{name}' has {v.size} values for {xs.size} x values")
-        ax.plot(xs, v, marker=markers[j % len(markers)], ms=4, lw=1.5, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
-
-
-def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str,
-                 title: str | None = None, ylim: tuple[float, float] | None = (0.0, 1.0)) -> Figure:
-    """Bars of a measured value per group and series (e.g. image AUROC per method, with and without
-    pseudo-anomalies), each bar labelled with its value.
-
-    Args:
-        groups: the x-axis groups; series: ``{name: one value per group}`` (None: no bar).
-        ylabel, title: labels; ylim: y range (default 0..1, for AUROC).
-    Returns:
-        A Figure with one axes.
-    Raises:
-        ValueError: no series, or a series of another length than ``groups``.
-    """
-    if not series:
-        raise ValueError("grouped_bars needs at least one series")
-    k, n = len(series), len(groups)
-    width = 0.8 / k
-    fig = Figure(figsize=(max(3.6, 1.2 * n * k + 1.2), 3.3), layout="constrained")
-    ax = fig.subplots()
-    for j, (name, vals) in enumerate(series.items()):
-        vals = list(vals)
-        if len(vals) != n:
-            raise ValueError(f"series '{name}' has {len(vals)} values for {n} groups")
-        xs = np.arange(n) + (j - (k - 1) / 2) * width
-        for x0, v in zip(xs, vals):
-            if v is None:
-                continue
-            ax.bar(x0, float(v), width=width * 0.95, color=f"C{j}")
-            ax.text(x0, float(v), f"{float(v):.3f}", ha="center", va="bottom", fontsize=7)
-        ax.bar(np.nan, 0, color=f"C{j}", label=name)  # legend entry
-    ax.set_xticks(np.arange(n), [str(g) for g in groups])
-    ax.set_ylabel(ylabel)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig
-
-
-def config_table(cls=None, names: Sequence[str] | None = None) -> str:
-    """The fields of :class:`atac.config.RunConfig` as a Markdown table, generated from the source:
-    field, default, and the comment written beside it in ``atac/config.py`` (with the group heading
-    the field sits under). A page shows this instead of a typed list, so it cannot go stale.
-
-    Args:
-        cls: the dataclass (default :class:`atac.config.RunConfig`).
-        names: only these fields, in this order (default: every field but ``extra``).
-    Returns:
-        Markdown text: a table ``| group | field | default | note |`` (the group named on its first
-        row only).
-    Raises:
-        KeyError: a name is not a field of ``cls``.
-    """
-    import dataclasses
-    import inspect
-    import io
-    import tokenize
-
-    if cls is None:
-        from .config import RunConfig as cls  # noqa: N813
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                for f in dataclasses.fields(cls)}
-    notes: dict[str, str] = {}
-    groups: dict[str, str] = {}
-    group, last_field = "", None
-    src = inspect.getsource(cls)
-    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in defaults \
-                and tok.line.strip().startswith(tok.string + ":"):
-            last_field = tok.string
-            groups[last_field] = group
-        elif tok.type == tokenize.COMMENT:
-            text = tok.string.lstrip("#").strip()
-            if tok.line.strip().startswith("#"):
-                if text.startswith("---"):
-                    group = text.strip("- ").strip()
-                last_field = None
-            elif last_field is not None and tok.start[0] == tok.end[0]:
-                notes[last_field] = text
-        elif tok.type == tokenize.NEWLINE:
-            last_field = None
-    order = list(names) if names is not None else [n for n in defaults if n != "extra"]
-    lines = ["| group | field | default | note (from `atac/config.py`) |", "|---|---|---|---|"]
-    shown_group = None
-    for name in order:
-        d = defaults[name]
-        shown = "null" if d is None else (str(d).lower() if isinstance(d, bool) else
-                                          ", ".join(f"{v:g}" for v in d) if isinstance(d, tuple) else f"{d}")
-        note = notes.get(name, "").replace("|", "\\|")
-        g = groups.get(name, "")
-        lines.append(f"| {g if g != shown_group else ''} | `{name}` | `{shown}` | {note} |")
-        shown_group = g
-    return "\n".join(lines)

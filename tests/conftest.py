@@ -17,6 +17,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch, request):
     monkeypatch.setenv("ATAC_CACHE", str(tmp_path_factory.getbasetemp() / "atac-cache"))
 
 
+def _md_row(text: str, *first: str) -> list[str]:
+    for ln in text.splitlines():
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if ln.lstrip().startswith("|") and cells[:len(first)] == list(first):
+            return cells
+    raise AssertionError(f"no table line starting with {first}")
+
+
+@pytest.fixture
+def md_row():
+    """``md_row(text, *first)``: the cells (stripped) of the first Markdown table line of ``text``
+    whose first cells are ``first``; AssertionError when there is none."""
+    return _md_row
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A small synthetic dataset (64 px), made once per session."""

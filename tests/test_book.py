@@ -429,16 +429,17 @@ def test_plots_return_figures():
                       Figure)
 
 
-def test_book_helpers_in_plots():
+def test_book_helpers():
     from types import SimpleNamespace
 
-    from atac import losses, plots
+    from atac import book as atac_book
+    from atac import losses
 
     samples = [SimpleNamespace(label=lab, defect_type=t) for lab, t in
                [(1, "hole"), (0, "good"), (0, "good"), (1, "hole"), (1, "scratch"), (0, "good"), (0, "good")]]
-    assert plots.example_indices(samples) == [1, 2, 5, 0, 4]
-    assert plots.example_indices(samples, n_normal=1) == [1, 0, 4]
-    text = plots.source_block(losses.deviation_loss)
+    assert atac_book.example_indices(samples) == [1, 2, 5, 0, 4]
+    assert atac_book.example_indices(samples, n_normal=1) == [1, 0, 4]
+    text = atac_book.source_block(losses.deviation_loss)
     assert text.startswith("From `atac/losses.py`:") and "def deviation_loss(" in text
     assert text.rstrip().endswith("````")
     record = {"pixel_auroc": None, "image_auroc": 0.75, "image_auprc": 0.5, "train_seconds": 3.2,
@@ -447,11 +448,11 @@ def test_book_helpers_in_plots():
               "n_test_anomalous": 6, "shots": 10, "seed": 0,
               "config": {"preset": "smoke", "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
                          "image_size": 64}}
-    facts = plots.run_facts(record, "ci")
+    facts = atac_book.run_facts(record, "ci")
     assert facts["pixel_auroc"] == "n/a" and facts["image_auroc"] == 0.75 and facts["profile"] == "ci"
     assert facts["n_test"] == "4 normal and 6 anomalous"
     assert facts["budget"] == "smoke: 1 epochs × 2 steps, batch 4, 64 px"
-    assert "profile" not in plots.run_facts(record)
+    assert "profile" not in atac_book.run_facts(record)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -608,8 +609,15 @@ def test_table1_chapter_shows_metal_nut_beside_the_paper(tmp_path):
     glued = _check_glue("table1", nb)
     assert int(glued["n_records"]) == len(nut) == 21
     outputs = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "| mvtec_ad | metal_nut | 10 | V | atac | 0.810 ± 0.010 (3) | 1.000 | -0.190 |" in outputs
-    assert "| mvtec_ad | metal_nut | 10 | I | cutmix_bce | 0.810 ± 0.010 (3) | 0.763 | +0.047 |" in outputs
+    html = "\n".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    # our table in the paper's layout, as HTML: metal_nut's two lines (M = 1, 10), ours beside the paper's
+    from atac import reporting
+    from atac.results import load_records as load
+    wide = reporting.table1_wide(reporting.table1_rows(load(results)))
+    assert reporting.to_html(wide) in html and 'class="atac-results"' in html
+    assert wide.loc[("metal_nut", 10), ("V atac", "ours")] == "0.810 ± 0.010 (3)"
+    assert wide.loc[("metal_nut", 10), ("V atac", "paper")] == "1.000"
+    assert wide.loc[("metal_nut", 10), ("I cutmix_bce", "paper")] == "0.763"
     assert "| metal_nut | 0.763 | 0.952 | 0.989 | 1.000 |" in outputs      # the paper's row, run by us
     note = glued["coverage_note"]
     assert "metal_nut" not in note                  # all 21 of its runs are there
@@ -619,7 +627,7 @@ def test_table1_chapter_shows_metal_nut_beside_the_paper(tmp_path):
 
 
 @pytest.mark.slow
-def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, synth_root):
+def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, synth_root, md_row):
     """No results file: the chapter says so plainly and shows the paper's Table 2 only (with its
     erratum), never numbers of ours."""
     build = _build_module()
@@ -640,7 +648,9 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
     # metal_nut, the paper's class: the paper's values alone, said so; the differences from the sweep
     assert "No metal_nut record of ours yet" in glued["nut_status"]
     assert "none of the sweep's 48 metal_nut runs has been recorded" in glued["nut_status"]
-    assert "| 10 | **mean** | — | 0.965 | — | 0.945 | — | 0.987 |" in glued["nut_table"]
+    head, mean = md_row(glued["nut_table"], "class"), md_row(glued["nut_table"], "metal_nut", "mean (4 types)")
+    assert [mean[head.index(f"M = 10 {m} {part}")] for m in ("DevNet", "DRA", "ATAC-Net")
+            for part in ("ours", "paper")] == ["—", "0.965", "—", "0.945", "—", "0.987"]
     assert "cannot say yet" in glued["nut_claims"] and "ATAC-Net 0.987, DevNet 0.965, DRA 0.945" in glued["nut_paper_claim"]
     assert "the sweep file's metal_nut runs (no records yet)" in glued["nut_differences_source"]
     assert "DRA (`dra`), against DRA's own paper" in glued["nut_differences"]
@@ -651,7 +661,7 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
 
 
 @pytest.mark.slow
-def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root):
+def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root, md_row):
     """Records of the sweep's metal_nut runs (made here, from its configs: ATAC-Net above DRA above
     DevNet): the Metal Nut section sets them beside the paper's rows and judges the claim."""
     from atac.results import load_records
@@ -675,9 +685,16 @@ def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth
     assert int(glued["n_records"]) == len(nut) == 48
     assert "48 metal_nut records" in glued["nut_status"] and "(48 of the sweep's 48 metal_nut runs)" in glued["nut_status"]
     table = glued["nut_table"]
-    assert "ours (mobilenet_v2, cpu: 3 epochs × 20 steps, batch 16, 224 px" in table
-    assert "| 10 | flip | 0.710 ± 0.010 (3) | 0.987 | 0.810 ± 0.010 (3) | 0.913 | 0.910 ± 0.010 (3) | 0.991 |" in table
-    assert "| 1 | **mean** | 0.700 (1) | 0.855 | 0.800 (1) | 0.932 | 0.900 (1) | 0.956 |" in table
+    assert "Ours: mobilenet_v2 (cpu: 3 epochs × 20 steps, batch 16, 224 px" in table
+    head = md_row(table, "class")
+
+    def cells(known, shots):
+        line = md_row(table, "metal_nut", known)
+        return [line[head.index(f"M = {shots} {m} {part}")] for m in ("DevNet", "DRA", "ATAC-Net")
+                for part in ("ours", "paper")]
+    assert cells("flip", 10) == ["0.710 ± 0.010 (3)", "0.987", "0.810 ± 0.010 (3)", "0.913", "0.910 ± 0.010 (3)",
+                                 "0.991"]
+    assert cells("mean (4 types)", 1) == ["0.700 (1)", "0.855", "0.800 (1)", "0.932", "0.900 (1)", "0.956"]
     claims = glued["nut_claims"]
     assert "mvtec_ad / metal_nut, 10 known anomalies of one type" in claims and "over all 4 known types" in claims
     assert "The paper's claim (ATAC-Net above both) holds here." in claims
@@ -782,7 +799,8 @@ def test_every_citation_is_in_the_bibliography():
 def test_companion_plots_and_helpers():
     from matplotlib.figure import Figure
 
-    from atac import plots
+    from atac import book as atac_book
+    from atac import charts, plots
     from atac.cropping import box_coverage
 
     n, s = 3, 32
@@ -809,18 +827,18 @@ def test_companion_plots_and_helpers():
     assert isinstance(plots.threshold_boxes(imgs, attn, [0.3, 0.5, 0.9], labels=[1, 0, 1], masks=masks), Figure)
     with pytest.raises(ValueError):
         plots.threshold_boxes(imgs, attn, [0.1] * 7)
-    assert isinstance(plots.metric_curves([0.1, 0.5], {"a": [0.2, None]}, "w", "v"), Figure)
-    assert isinstance(plots.grouped_bars(["m1", "m2"], {"on": [0.5, 0.7], "off": [0.4, None]}, "AUROC"), Figure)
+    assert isinstance(charts.metric_curves([0.1, 0.5], {"a": [0.2, None]}, "w", "v"), Figure)
+    assert isinstance(charts.grouped_bars(["m1", "m2"], {"on": [0.5, 0.7], "off": [0.4, None]}, "AUROC"), Figure)
     with pytest.raises(ValueError):
-        plots.grouped_bars(["m1"], {"on": [0.5, 0.7]}, "AUROC")
+        charts.grouped_bars(["m1"], {"on": [0.5, 0.7]}, "AUROC")
     cover = box_coverage(boxes, masks)
     assert cover[0] == 1.0 and torch.isnan(cover[1]) and cover[2] == 0.0
     with pytest.raises(ValueError):
         box_coverage(boxes[:2], masks)
-    table = plots.config_table()
+    table = atac_book.config_table()
     assert "| `crop_threshold` | `0.5` |" in table and "not printed by the paper" in table
     assert "`extra`" not in table and table.count("| Algorithm 1: attention crop |") == 1
-    assert plots.config_table(names=["seed"]).count("\n") == 2
+    assert atac_book.config_table(names=["seed"]).count("\n") == 2
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from atac import tables
+from atac import reporting
 from atac.cli import main
 from atac.config import RunConfig, preset
 from atac.frame import arm_labels, records_frame
@@ -100,12 +100,12 @@ def test_atac_compare_prints_each_arm_per_class_and_pooled(tmp_path, capsys):
 
 def test_tables_never_pool_runs_whose_configs_differ_beyond_the_seed():
     recs = [_record(seed=s, auroc=0.9) for s in range(3)] + [_record(seed=s, auroc=0.5, lr=1e-3) for s in range(3)]
-    rows = tables.table1_rows(recs)
+    rows = reporting.table1_rows(recs)
     assert len(rows) == 2
     by = {r["budget"]: r for r in rows}
     assert by["cpu: 15 epochs × 20 steps, batch 16, 224 px"]["mean"] == pytest.approx(0.9)
     assert by["cpu: 15 epochs × 20 steps, batch 16, 224 px; lr=0.001"]["mean"] == pytest.approx(0.5)
-    same = tables.table1_rows([_record(seed=s) for s in range(3)])
+    same = reporting.table1_rows([_record(seed=s) for s in range(3)])
     assert [r["budget"] for r in same] == ["cpu: 15 epochs × 20 steps, batch 16, 224 px"]   # no variant named
 
 

@@ -1,0 +1,112 @@
+"""Results files and sweeps: what each file of ``paper_runs/results/`` is and holds, summarised file
+by file, and how much of a sweep the records cover."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .table1 import table1_rows
+from .table2 import table2_rows
+
+
+def results_file_note(path) -> str:
+    """What a results file of ``paper_runs/results/`` is, from its name: ``*-partial.jsonl`` is a
+    stopped attempt (kept as recorded; its runs are not a finished sweep), ``exploratory-*`` an
+    exploratory run; anything else "recorded runs". See ``paper_runs/README.md`` for each file."""
+    stem = Path(path).stem
+    if stem.endswith("-partial"):
+        return "a stopped attempt, partial (kept as recorded; not a finished sweep)"
+    if stem.startswith("exploratory"):
+        return "an exploratory run"
+    return "recorded runs"
+
+
+def recorded_results(results_dir, metric: str = "image_auroc", sweeps_dir=None) -> list[dict]:
+    """Every results file in ``results_dir`` (``*.jsonl``, not a sweep's ``*.sessions.jsonl`` log),
+    summarised on its own: files are never pooled, so a number always names the file it comes from.
+
+    Args:
+        results_dir: a folder of results files (e.g. ``paper_runs/results``); a missing folder
+            gives an empty list.
+        metric: the record key to summarise.
+        sweeps_dir: a folder of sweep files (e.g. ``paper_runs``); a file that a sweep there writes
+            is noted as that sweep with its progress ("sweep table1-cpu: 12 of 42 runs recorded").
+            None: not looked up.
+    Returns:
+        One dict per file, sorted by name: ``file`` (the name), ``note`` (:func:`results_file_note`,
+        or the sweep's progress), ``n_records``, ``records`` and ``rows``:
+        :func:`atac.reporting.table1.table1_rows` of its general-setting records then
+        :func:`atac.reporting.table2.table2_rows` of its hard-setting ones, each row with ``setting``, ``known_type``
+        (None in the general setting), ``budget`` and ``file``; ``paper`` is Table 1's value on a
+        general row and Table 2's on a hard row (never Table 1's for a hard row).
+    Raises:
+        ValueError: a file that cannot be read as records, a record lacking a required key, or a
+            seed twice in one group (all name the file).
+    """
+    from ..results import load_records
+
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        return []
+    sweeps = {}
+    if sweeps_dir is not None and Path(sweeps_dir).is_dir():
+        from .. import sweep as atac_sweep   # torch-heavy; only when asked
+
+        for f in sorted(Path(sweeps_dir).glob("*.yaml")):
+            sw = atac_sweep.load_sweep(f)
+            sweeps[sw.results] = sw
+    out = []
+    for path in sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(".sessions.jsonl")):
+        records = load_records(path)
+        rows = []
+        try:
+            if any(r.get("setting") == "general" for r in records):
+                rows += table1_rows(records, metric)
+            if any(r.get("setting") == "hard" for r in records):
+                rows += table2_rows(records, metric)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        for r in rows:
+            r["file"] = path.name
+        note = results_file_note(path)
+        sw = sweeps.get(path.resolve())
+        if sw is not None:
+            done = sum(state.startswith("done") for _, state in atac_sweep.status(sw))
+            note = (f"sweep {sw.name}: {done} of {len(sw.runs)} runs recorded"
+                    + (", in progress or stopped" if done < len(sw.runs) else ", complete"))
+        out.append({"file": path.name, "note": note, "n_records": len(records),
+                    "records": records, "rows": rows})
+    return out
+
+
+def sweep_progress(records: list[dict], configs: list[dict], setting: str | None = None) -> list[dict]:
+    """Per class of a sweep: how many of its runs the records hold.
+
+    Args:
+        records: results records (``metrics.json`` dicts, each with its ``config``).
+        configs: the sweep's run configs (``RunConfig.to_dict()`` of each run of
+            ``atac.sweep.load_sweep(FILE).runs``).
+        setting: only the sweep's runs of this setting ("general" for Table 1, "hard" for Table 2);
+            None: all.
+    Returns:
+        One dict per (dataset, category) of the sweep's runs, in the sweep's order: ``dataset``,
+        ``category``, ``n_runs``, ``n_recorded`` (runs with a record of the same run, i.e. equal
+        :func:`atac.config.identity` of the configs, as ``atac sweep --list`` counts them).
+    """
+    from ..config import identity
+
+    have = {_identity_key(identity(r["config"])) for r in records if isinstance(r.get("config"), dict)}
+    out: dict[tuple, dict] = {}
+    for c in configs:
+        if setting is not None and c.get("setting") != setting:
+            continue
+        key = (c["dataset"], c["category"])
+        row = out.setdefault(key, {"dataset": key[0], "category": key[1], "n_runs": 0, "n_recorded": 0})
+        row["n_runs"] += 1
+        row["n_recorded"] += _identity_key(identity(c)) in have
+    return list(out.values())
+
+
+def _identity_key(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, default=str)

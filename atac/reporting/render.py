@@ -1,0 +1,268 @@
+"""Tables as text: the long form as CSV, the paper's layout (:func:`atac.reporting.table1.table1_wide`,
+:func:`atac.reporting.table2.table2_wide`) as Markdown for the terminal and as HTML for the book, the
+paper's Table 2 as printed, ATAC-Net's two views, and what a sweep has not recorded yet."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import re
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, PAPER_NAMES, TABLE2_ORDER, paper_cell,
+                        paper_table1, paper_table2, published_table2)
+from .table1 import table1_wide
+from .table2 import table2_caption, table2_wide
+
+MISSING = "—"
+HTML_CLASS = "atac-results"       # the CSS class of the book's results tables (book/_static/book.css)
+THIN = "\u2009"                   # a thin space: between the numbers of an HTML cell, to save width
+TABLE1_CSV = ["dataset", "category", "backbone", "budget", "shots", "step", "method", "metric",
+              "n", "seeds", "mean", "std", "paper", "diff"]
+TABLE2_CSV = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
+              "n_types", "n", "seeds", "mean", "std", "seeds_note", "paper", "paper_types_mean", "diff",
+              "erratum"]
+
+
+def _f(x: float | None, spec: str = ".3f") -> str:
+    return MISSING if x is None else format(x, spec)
+
+
+def to_csv(rows: list[dict], cols: list[str]) -> str:
+    """``rows`` as CSV with columns ``cols`` (None → empty, the seeds list → "0;1;2"), header first."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow(["" if r[c] is None else (";".join(map(str, r[c])) if c == "seeds" else r[c])
+                    for c in cols])
+    return buf.getvalue()
+
+
+def _flat(wide: pd.DataFrame) -> pd.DataFrame:
+    """A wide table with its index as columns and its column levels joined by spaces."""
+    flat = wide.copy()
+    flat.columns = [" ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c) for c in flat.columns]
+    return flat.reset_index()
+
+
+def to_markdown(wide: pd.DataFrame) -> str:
+    """A table of :func:`~atac.reporting.table1.table1_wide` or :func:`~atac.reporting.table2.table2_wide`
+    as Markdown: its caption, the table (the index levels as the first, left-aligned columns; the
+    column levels joined, e.g. ``M = 10 DRA ours``; cells right-aligned), then its notes. Ends in a
+    newline."""
+    flat = _flat(wide)
+    n_index = wide.index.nlevels
+    table = flat.to_markdown(index=False, disable_numparse=True,   # "1.000" stays as it is
+                             colalign=["left"] * n_index + ["right"] * (flat.shape[1] - n_index))
+    notes = "".join(f"\n{n}\n" for n in wide.attrs.get("notes", []))
+    return f"{wide.attrs.get('caption', '')}\n\n{table}\n{notes}"
+
+
+def _inline(text: str) -> str:
+    """Caption text (Markdown's `code` and **bold** only) as HTML."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+
+
+def to_html(wide: pd.DataFrame) -> str:
+    """A wide table as HTML for the book: its caption in a ``<p class="atac-results-caption">``,
+    the table (a pandas Styler; ``class="atac-results"``, whose CSS in ``book/_static/book.css``
+    keeps every cell on one line in a compact font; the paper's cells of class ``paper``; thin
+    spaces around ``±`` and before ``(n)``), then its notes in a ``<p class="atac-results-notes">``."""
+    classes = pd.DataFrame([["paper" if c[-1] == "paper" else "ours" for c in wide.columns]] * len(wide),
+                           index=wide.index, columns=wide.columns)
+    digest = hashlib.sha256(wide.to_csv().encode()).hexdigest()[:8]   # the same table, the same id
+    thin = wide.map(lambda c: c.replace(" ± ", THIN + "±" + THIN).replace(" (", THIN + "("))
+    table = (Styler(thin, uuid=digest, cell_ids=False).set_table_attributes(f'class="{HTML_CLASS}"')
+             .set_td_classes(classes).to_html())
+    caption = f'<p class="{HTML_CLASS}-caption">{_inline(wide.attrs.get("caption", ""))}</p>\n'
+    notes = "".join(f'<p class="{HTML_CLASS}-notes">{_inline(n)}</p>\n' for n in wide.attrs.get("notes", []))
+    return caption + table + notes
+
+
+def render_table1(rows: list[dict], fmt: str = "markdown") -> str:
+    """Rows of :func:`atac.reporting.table1.table1_rows` as text.
+
+    Args:
+        rows: from ``table1_rows``.
+        fmt: ``"markdown"``: :func:`to_markdown` of :func:`~atac.reporting.table1.table1_wide` (the
+            paper's layout: classes as rows, per method ours beside the paper's). ``"csv"``: the long
+            form, header + one line per row with plain numeric columns :data:`TABLE1_CSV` (empty
+            where None; seeds joined by ";").
+    Returns:
+        The text, ending in a newline.
+    Raises:
+        ValueError: no rows, or an unknown ``fmt``.
+    """
+    return _render(rows, fmt, TABLE1_CSV, table1_wide)
+
+
+def render_table2(rows: list[dict], fmt: str = "markdown") -> str:
+    """Rows of :func:`atac.reporting.table2.table2_rows` as text.
+
+    Args:
+        rows: from ``table2_rows``.
+        fmt: ``"markdown"``: :func:`to_markdown` of :func:`~atac.reporting.table2.table2_wide` (the
+            paper's layout: known types as rows, one and ten anomalies side by side, per method ours
+            beside the paper's; the paper's erratum marked †, a mean over types of uneven seeds ‡,
+            with notes under the table). ``"csv"``: the long form, :data:`TABLE2_CSV` (empty where
+            None; seeds joined by ";"), including ``seeds_note``, ``paper_types_mean`` and ``erratum``.
+    Returns:
+        The text, ending in a newline.
+    Raises:
+        ValueError: no rows, or an unknown ``fmt``.
+    """
+    return _render(rows, fmt, TABLE2_CSV, table2_wide)
+
+
+def _render(rows: list[dict], fmt: str, columns: list[str], wide) -> str:
+    """``rows`` as the long-form CSV of ``columns`` or as Markdown of ``wide(rows)``."""
+    if not rows:
+        raise ValueError("no rows to render")
+    if fmt == "csv":
+        return to_csv(rows, columns)
+    if fmt != "markdown":
+        raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
+    return to_markdown(wide(rows))
+
+
+def render_class_table2(rows: list[dict], dataset: str = "mvtec_ad", category: str = "metal_nut") -> str:
+    """One class of Table 2 in the paper's layout, ours beside the paper's (:func:`to_markdown` of
+    :func:`~atac.reporting.table2.table2_wide` of that class), its caption headed by the class's name.
+
+    Args:
+        rows: from :func:`atac.reporting.table2.table2_rows` (rows of other classes are ignored;
+            there may be none of this class: then ours are "—" and the caption says so).
+        dataset, category: the class (the paper's Table 2 classes are ``mvtec_ad`` tile and
+            metal_nut; for another class the paper's columns are "—").
+    Returns:
+        Markdown ending in a newline. Raises ValueError when neither we nor the paper have the class.
+    """
+    mine = [r for r in rows if (r["dataset"], r["category"]) == (dataset, category)]
+    wide = table2_wide(mine, classes=[(dataset, category)])
+    metric = mine[0]["metric"] if mine else "image_auroc"
+    wide.attrs["caption"] = f"**{dataset} / {category}**: " + table2_caption(mine, metric)
+    return to_markdown(wide)
+
+
+def render_published_table2(fmt: str = "markdown") -> str:
+    """The paper's Table 2 as it is printed (one line per class, known type and shots; DevNet, DRA,
+    ATAC-Net columns), for showing it where we have no runs.
+
+    ``"markdown"``: a caption citing the paper and the table, the erratum marked † with both values
+    and a note; ``"csv"``: the rows of :func:`published_table2`. Raises ValueError on another fmt.
+    """
+    pub = published_table2()
+    if fmt == "csv":
+        cols = ["dataset", "category", "known_type", "shots", "method", "image_auroc", "types_mean", "erratum"]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in pub:
+            w.writerow(["" if r[c] is None else r[c] for c in cols])
+        return buf.getvalue()
+    if fmt != "markdown":
+        raise ValueError(f"unknown format '{fmt}'; choose markdown or csv")
+    by = {(p["category"], p["known_type"], p["shots"], p["method"]): p for p in pub}
+    names = PAPER_NAMES
+    lines = [f"Image AUROC, hard setting, ResNet-50 — the paper's numbers as printed. Source: "
+             f"{CITATION}, Table 2.", "",
+             "| class | shots | known type | " + " | ".join(names[m] for m in TABLE2_ORDER) + " |",
+             "|---|---:|---|" + "---:|" * len(TABLE2_ORDER)]
+    seen = []
+    for p in pub:
+        key = (p["category"], p["shots"], p["known_type"])
+        if key in seen:
+            continue
+        seen.append(key)
+        cells = [paper_cell(by[(key[0], key[2], key[1], m)]["image_auroc"],
+                             by[(key[0], key[2], key[1], m)]["types_mean"],
+                             by[(key[0], key[2], key[1], m)]["erratum"]) for m in TABLE2_ORDER]
+        kt = f"**{MEAN}**" if key[2] == MEAN else key[2]
+        lines.append(f"| {key[0]} | {key[1]} | {kt} | " + " | ".join(cells) + " |")
+    errata = sorted({p["erratum"] for p in pub if p["erratum"]})
+    return "\n".join(lines) + "\n" + "".join(
+        f"\n{ERRATUM_MARK} {e[0].upper()}{e[1:]}; both are shown, the printed value first.\n" for e in errata)
+
+
+def render_view_summary(rows: list[dict]) -> str:
+    """:func:`atac.reporting.summary.view_summary` rows as a Markdown table (mean image AUROC of each view over runs)."""
+    head = ["dataset", "category", "setting", "M", "method", "backbone", "budget", "runs", "full image", "zoomed view",
+            "final (mean of both)", "zoom > full", "final > full"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        n = r["n"]
+        lines.append("| " + " | ".join([
+            str(r["dataset"]), str(r["category"]), str(r["setting"]), str(r["shots"]), str(r["method"]),
+            str(r["backbone"]), str(r["budget"]), str(n) + (f" (+{r['n_without']} without views)" if r["n_without"] else ""),
+            _f(r["full"]), _f(r["zoom"]), _f(r["final"]),
+            f"{r['zoom_better']} of {n}" if n else "—", f"{r['final_better']} of {n}" if n else "—",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+
+def paper_table1_sentence(category: str) -> str | None:
+    """The paper's Table 1 row of an MVTec AD class as a sentence ("The paper's Table 1 row for
+    metal_nut (ResNet-50, its budget, ten anomalies): I cutmix_bce 0.763, ..."), or None when the
+    class has no row there."""
+    paper = paper_table1()
+    vals = [(m, paper[(category, m)]) for m in LADDER if (category, m) in paper]
+    if not vals or category == "mean":
+        return None
+    return (f"The paper's Table 1 row for {category} (ResNet-50, its budget, ten anomalies): "
+            + ", ".join(f"{LADDER[m]} {m} {v:.3f}" for m, v in vals) + ".")
+
+
+
+def render_progress(progress: list[dict], which: str, sweep_name: str = "the sweep",
+                    present: set[tuple[str, str]] | None = None) -> str:
+    """What :func:`atac.reporting.records.sweep_progress` says, as Markdown for under a table: one line per class whose runs
+    are not all in the results. A class with none of them recorded says so and shows the paper's
+    values for it instead (Table 1: :func:`paper_table1_sentence`; Table 2: the paper-only
+    :func:`render_class_table2`), so that a table without them is not read as complete.
+
+    Args:
+        progress: from :func:`atac.reporting.records.sweep_progress`.
+        which: "table1" or "table2".
+        sweep_name: how to name the sweep in the text.
+        present: the (dataset, category) classes the table has rows of (None: unknown); a class
+            with rows but none of the sweep's runs is said to have rows from other runs.
+    Returns:
+        The text ("" when every class is complete), ending in a newline when not empty.
+    Raises:
+        ValueError: ``which`` is neither.
+    """
+    if which not in ("table1", "table2"):
+        raise ValueError(f"which must be table1 or table2, got {which!r}")
+    parts = []
+    for p in progress:
+        name = p["category"] if p["category"] == p["dataset"] else f"{p['dataset']} / {p['category']}"
+        if p["n_recorded"] == p["n_runs"]:
+            continue
+        if p["n_recorded"]:
+            parts.append(f"- **{name}**: {p['n_recorded']} of {sweep_name}'s {p['n_runs']} runs are in "
+                         "these results; its rows above are over those only.\n")
+            continue
+        if present is not None and (p["dataset"], p["category"]) in present:
+            parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
+                         "results; its rows above come from other runs (other configs).\n")
+            continue
+        parts.append(f"- **{name}**: none of {sweep_name}'s {p['n_runs']} runs of it is in these "
+                     "results yet, so the table has no row of ours for it.")
+        if p["dataset"] == "mvtec_ad" and which == "table1":
+            sentence = paper_table1_sentence(p["category"])
+            parts[-1] += f" {sentence}" if sentence else " The paper's Table 1 has no row for it."
+            parts[-1] += "\n"
+        elif p["dataset"] == "mvtec_ad" and any(k[0] == p["category"] for k in paper_table2()):
+            parts[-1] += " The paper's values for it:\n\n" + render_class_table2(
+                [], p["dataset"], p["category"])
+        else:
+            parts[-1] += f" The paper's {'Table 1' if which == 'table1' else 'Table 2'} has no row for it.\n"
+    return "".join(parts)

@@ -1,0 +1,100 @@
+"""atac.reporting: grouping by run identity, the paper's layout as a frame, Markdown and HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atac import reporting
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = {"preset": "cpu", "epochs": 15, "steps_per_epoch": 20, "batch_size": 16, "image_size": 224}
+
+
+def rec(method, value, seed=0, category="magnetic_tile", dataset="magnetic_tile", setting="general",
+        known_type=None, **config):
+    return {"method": method, "backbone": "mobilenet_v2", "dataset": dataset, "category": category,
+            "setting": setting, "known_type": known_type, "shots": 10, "seed": seed, "image_auroc": value,
+            "config": {**CPU, **config}}
+
+
+def test_runs_that_differ_in_a_split_field_beyond_the_seed_are_never_pooled():
+    """Magnetic Tile runs of another held-out split (mt_split_seed) are other runs: a row each, named
+    by the field (arm labels leave split fields out, so the setup label adds it)."""
+    recs = [rec("atac", 0.9, seed=s) for s in range(3)] + [rec("atac", 0.5, seed=s, mt_split_seed=1)
+                                                           for s in range(3)]
+    rows = reporting.table1_rows(recs)
+    assert [(r["n"], r["mean"]) for r in rows] == [(3, pytest.approx(0.9)), (3, pytest.approx(0.5))]
+    assert [r["budget"].rpartition("; ")[2] for r in rows] == ["mt_split_seed=0", "mt_split_seed=1"]
+    wide = reporting.table1_wide(rows)
+    assert wide.index.names == ["class", "setup", "M"] and len(wide) == 2
+    # one split field alike: one row, no field named
+    (row,) = reporting.table1_rows([rec("atac", 0.9, seed=s, mt_split_seed=1) for s in range(3)])
+    assert row["n"] == 3 and "mt_split_seed" not in row["budget"]
+    # the hard setting too, per known type and in the mean over types
+    types = reporting.defect_types("magnetic_tile", "magnetic_tile")
+    hard = [rec("atac", 0.8, seed=s, setting="hard", known_type=t, mt_split_seed=k)
+            for t in types for s in range(2) for k in (0, 1)]
+    rows2 = reporting.table2_rows(hard)
+    assert len(rows2) == 2 * (len(types) + 1) and {r["n"] for r in rows2} == {2}
+
+
+def test_a_config_field_beyond_the_seed_splits_a_group_and_a_repeated_seed_is_refused():
+    rows = reporting.table1_rows([rec("atac", 0.9, seed=s) for s in range(2)]
+                                 + [rec("atac", 0.7, seed=s, lr=1e-3) for s in range(2)])
+    assert sorted(r["budget"].rpartition(" ")[2] for r in rows) == ["lr=0.001", "px"]
+    with pytest.raises(ValueError, match=r"seed\(s\) \[0\] appear more than once"):
+        reporting.table1_rows([rec("atac", 0.9), rec("atac", 0.8)])
+
+
+def test_defect_types_read_the_data_modules():
+    from atac.data.synth import CATEGORIES
+
+    assert reporting.defect_types("magnetic_tile", "magnetic_tile") == ("blowhole", "break", "crack", "fray",
+                                                                         "uneven")
+    assert reporting.defect_types("synthetic", "weave") == tuple(sorted(CATEGORIES["weave"]))
+    assert reporting.defect_types("mvtec_ad", "metal_nut") == ("bent", "color", "flip", "scratch")
+    assert reporting.defect_types("mvtec_ad", "toothbrush") is None
+    # the paper's Table 2 classes have the paper's types
+    for cat in ("tile", "metal_nut"):
+        paper = {p["known_type"] for p in reporting.published_table2() if p["category"] == cat} - {"mean"}
+        assert set(reporting.defect_types("mvtec_ad", cat)) == paper
+
+
+def test_wide_table2_marks_a_mean_of_uneven_seeds():
+    types = reporting.defect_types("magnetic_tile", "magnetic_tile")
+    recs = [rec("atac", 0.8, seed=0, setting="hard", known_type=t) for t in types]
+    recs.append(rec("atac", 0.9, seed=1, setting="hard", known_type=types[0]))
+    wide = reporting.table2_wide(reporting.table2_rows(recs))
+    assert wide.loc[("magnetic_tile", "mean (5 types)"), ("M = 10", "ATAC-Net", "ours")] == "0.800 (1) ‡"
+    assert wide.attrs["notes"] == ["‡ A mean over types: 1 run(s) of seeds not shared by every type left out."]
+    md = reporting.to_markdown(wide)
+    assert md.startswith(wide.attrs["caption"]) and md.rstrip().endswith(wide.attrs["notes"][0])
+
+
+def test_html_for_the_book():
+    rows = reporting.table1_rows([rec("atac", 0.9, seed=s, dataset="mvtec_ad", category="grid")
+                                  for s in range(3)])
+    html = reporting.to_html(reporting.table1_wide(rows))
+    assert html.startswith('<p class="atac-results-caption">') and 'class="atac-results"' in html
+    assert "0.900\u2009±\u20090.000\u2009(3)" in html and 'class="data row0 col7 paper"' in html
+    assert html == reporting.to_html(reporting.table1_wide(rows))          # the same table, the same text
+    assert "<td" in html and "0.988" in html
+    css = (REPO / "book" / "_static" / "book.css").read_text()
+    assert "table.atac-results" in css and "white-space: nowrap" in css
+
+
+def test_no_module_over_600_lines_and_no_tables_module():
+    import re
+
+    assert not (REPO / "atac" / "tables.py").exists()
+    # nothing imports it (an editable install elsewhere could still resolve the name)
+    pattern = re.compile(r"^\s*(from atac import .*\btables\b|from atac\.tables |import atac\.tables|"
+                         r"from \.tables |from \. import .*\btables\b)", re.M)
+    sources = [*REPO.glob("atac/**/*.py"), *REPO.glob("book/**/*.md"), *REPO.glob("tests/*.py"),
+               *REPO.glob("benchmarks/*.py")]
+    assert [p.name for p in sources if pattern.search(p.read_text())] == []
+    for path in [*(REPO / "atac" / "reporting").glob("*.py"), REPO / "atac" / "plots.py",
+                 REPO / "atac" / "charts.py", REPO / "atac" / "book.py"]:
+        assert len(path.read_text().splitlines()) <= 600, path.name
