@@ -188,6 +188,67 @@ def batchnorm_check(model: ATACNet, data, preds, cfg, device) -> dict | None:
             "spearman_vs_recorded": _r(float(rho))}
 
 
+@torch.no_grad()
+def batchnorm_input_shift(model: nn.Module, images: torch.Tensor, batch_size: int = 32,
+                          device: str | torch.device = "cpu") -> list[dict]:
+    """How far a class's images sit from the running statistics of each BatchNorm layer of a
+    network's backbone: what frozen BatchNorm (``batchnorm: frozen``) normalises with.
+
+    For every BatchNorm layer, in forward order, the inputs' per-channel variance and mean over all
+    ``images`` (every pixel of every image) against the layer's running variance and mean. A
+    variance ratio well under 1 means the layer's output for these images has a spread well under
+    the unit spread train-mode BatchNorm would give it.
+
+    Args:
+        model: a network with ``normalize`` and ``backbone`` (:class:`atac.models.ATACNet`), in
+            the state to be measured (e.g. just built with ImageNet weights); it is not changed.
+        images: (N, 3, H, W) uint8 images, pre-processed as a run reads them (``RunData.train_normal``).
+    Returns:
+        One dict per layer: ``layer`` (its index in forward order), ``name`` (module path),
+        ``var_ratio`` (median over channels of input variance / running variance) and
+        ``mean_shift`` (median over channels of |input mean - running mean| / running std).
+    Raises:
+        ValueError: the backbone has no BatchNorm layer, or ``images`` is empty.
+    """
+    if len(images) == 0:
+        raise ValueError("batchnorm_input_shift: no images")
+    bns = [(n, m) for n, m in model.backbone.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ValueError("batchnorm_input_shift: the backbone has no BatchNorm layer")
+    sums: dict[str, list] = {n: [0.0, 0.0, 0] for n, _ in bns}  # per channel: sum, sum of squares, count
+
+    def hook(name):
+        def f(mod, inp, out):
+            x = inp[0].detach().double()
+            acc = sums[name]
+            acc[0] = acc[0] + x.sum(dim=(0, 2, 3))
+            acc[1] = acc[1] + (x * x).sum(dim=(0, 2, 3))
+            acc[2] += x.shape[0] * x.shape[2] * x.shape[3]
+        return f
+
+    was_training = model.training
+    model.eval()
+    handles = [m.register_forward_hook(hook(n)) for n, m in bns]
+    try:
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].to(device).float().div_(255)
+            model.backbone(model.normalize(x))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    rows = []
+    for k, (name, m) in enumerate(bns):
+        s1, s2, n = sums[name]
+        mean = s1 / n
+        var = (s2 / n - mean * mean).clamp_min(0)
+        rv, rm = m.running_var.double().cpu(), m.running_mean.double().cpu()
+        rows.append({"layer": k, "name": name,
+                     "var_ratio": _r(float((var.cpu() / rv).median())),
+                     "mean_shift": _r(float(((mean.cpu() - rm).abs() / rv.sqrt()).median()))})
+    return rows
+
+
 def zoom_test_diagnostics(model: ATACNet, data, preds, cfg, device) -> dict:
     """The test-time zoom diagnostics of a run (``zoom_diagnostics`` in its record).
 

@@ -168,3 +168,33 @@ def test_a_zoom_run_records_its_telemetry_and_test_diagnostics(synth_root):
     assert -1 <= diag["batchnorm"]["spearman_vs_recorded"] <= 1
     plain = run(dataclasses.replace(cfg, method="deviation"), None, progress=False).metrics
     assert "train_telemetry" not in plain and "zoom_diagnostics" not in plain
+
+
+def test_batchnorm_input_shift_reads_the_running_statistics():
+    import torch
+
+    from atac.config import RunConfig
+    from atac.diagnostics import batchnorm_input_shift
+    from atac.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(RunConfig(method="deviation", backbone="mobilenet_v2", weights="none", image_size=64))
+    images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8)
+    rows = batchnorm_input_shift(model, images, batch_size=4)
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(rows) == len(bns) and [r["layer"] for r in rows] == list(range(len(bns)))
+    assert all(m.num_batches_tracked.item() == 0 for m in bns)          # nothing was updated
+    # fresh BatchNorm has running mean 0 and variance 1: the first layer's ratio is its input's variance
+    first = rows[0]
+    seen = []
+    h = bns[0].register_forward_hook(lambda m, i, o: seen.append(i[0].double().clone()))
+    model.eval()
+    with torch.no_grad():
+        model.backbone(model.normalize(images.float() / 255))
+    h.remove()
+    expect = seen[0].var(dim=(0, 2, 3), unbiased=False).median().item()
+    assert abs(first["var_ratio"] - expect) < 1e-4 * max(1.0, expect)
+    bns[0].running_var.fill_(4.0)
+    assert abs(batchnorm_input_shift(model, images)[0]["var_ratio"] - expect / 4) < 1e-4 * max(1.0, expect)
+    with pytest.raises(ValueError, match="no images"):
+        batchnorm_input_shift(model, images[:0])
