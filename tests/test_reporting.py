@@ -154,3 +154,13 @@ def test_display_path_relative_to_the_repository(tmp_path):
 
     assert display_path(tmp_path / "paper_runs" / "x.jsonl", repo=tmp_path) == "paper_runs/x.jsonl"
     assert display_path("/elsewhere/x.jsonl", repo=tmp_path) == "/elsewhere/x.jsonl"
+
+
+def test_crop_threshold_frame_groups_by_w():
+    recs = [dict(rec("atac", v, seed=s, category="grid", dataset="mvtec_ad"), config={**CPU, "crop_threshold": w})
+            for s, v, w in ((0, 0.8, 0.7), (1, 0.6, 0.7), (0, 0.9, 0.5))]
+    frame = reporting.crop_threshold_frame(recs, ["a.jsonl"] * 3)
+    assert list(frame.columns) == ["data", "w", "seeds", "AUROC"]      # file, budget, M... said once
+    assert frame[["w", "seeds", "AUROC"]].values.tolist() == [["0.5", "0", "0.900"], ["0.7", "0, 1", "0.700"]]
+    assert "file a" in frame.attrs["constant"] and "budget cpu, 15 epochs" in frame.attrs["constant"]
+    assert reporting.crop_threshold_frame([]).empty
