@@ -177,3 +177,23 @@ def test_time_table(measured: dict[str, list[dict]], trained: dict[str, float]) 
                           "zoomed anomalous": f(r["zoom_anomalous"], ".0%"),
                           "box area": f(r["box_area"], ".0%"), "defect in box": f(r["coverage"], ".0%")}
                          for name, rows in measured.items() for r in rows])
+
+
+def recipe_table(recipe) -> pd.DataFrame:
+    """A method's recipe (:class:`atac.methods.Recipe`) as a table: one row per field with its value
+    (``repr``, as in the source)."""
+    return pd.DataFrame([{"Recipe field": k, "value": repr(v)} for k, v in vars(recipe).items()]).set_index(
+        "Recipe field")
+
+
+def normalization_table(digits: int = 4) -> pd.DataFrame:
+    """The normalisation constants :data:`atac.config.NORMALIZATIONS` as a table: one row per set
+    (``normalization``: its name in a config) with the mean and std of the R, G and B channels,
+    each to ``digits`` significant digits (the values as text, so that none is rounded further)."""
+    from .config import NORMALIZATIONS
+
+    def f(values):
+        return ", ".join(f"{v:.{digits}g}" for v in values)
+
+    return pd.DataFrame([{"normalization": name, "mean (R, G, B)": f(mean), "std (R, G, B)": f(std)}
+                         for name, (mean, std) in NORMALIZATIONS.items()]).set_index("normalization")

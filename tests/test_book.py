@@ -462,6 +462,11 @@ def test_book_helpers():
                                    "box area", "defect in box"]
     assert table.iloc[0].tolist() == ["grid", "0.5", "0.900", "—", "25%", "100%", "50%", "—"]
     assert table.iloc[1, 1] == "0.7 (trained)"
+    recipe = SimpleNamespace(name="atac", step=5)
+    assert atac_book.recipe_table(recipe)["value"].to_dict() == {"name": "'atac'", "step": "5"}
+    norms = atac_book.normalization_table(digits=4)
+    assert norms.index.name == "normalization" and list(norms.columns) == ["mean (R, G, B)", "std (R, G, B)"]
+    assert norms.loc["imagenet", "mean (R, G, B)"] == "0.485, 0.456, 0.406"
 
 
 # ----------------------------------------------------------------------------------------------

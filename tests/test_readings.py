@@ -168,3 +168,15 @@ def test_a_zoom_run_records_its_telemetry_and_test_diagnostics(synth_root):
     assert -1 <= diag["batchnorm"]["spearman_vs_recorded"] <= 1
     plain = run(dataclasses.replace(cfg, method="deviation"), None, progress=False).metrics
     assert "train_telemetry" not in plain and "zoom_diagnostics" not in plain
+
+
+def test_diagnostics_summary_names_columns_in_words():
+    import pandas as pd
+
+    from atac import study
+
+    d = pd.DataFrame({"arm": ["a", "a", "b"], "category": ["grid"] * 3, "zoom_rate_normal": [0.1, 0.3, 0.5],
+                      "box_coverage.mean": [0.5, 0.7, 0.9]})
+    out = study.diagnostics_summary(d)
+    assert list(out.columns) == ["zoom rate, normal", "defect in box"] and out.index.names == ["arm", "class"]
+    assert out.loc[("a", "grid"), "zoom rate, normal"] == 0.2
