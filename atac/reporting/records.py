@@ -133,7 +133,11 @@ def measured_frame(files: list[dict]) -> pd.DataFrame:
             data = str(r["category"]) + ("" if r["setting"] == "general" else f", {r['setting']}") + \
                 ("" if r["known_type"] is None else f": {r['known_type']}")
             sd = "" if r["std"] is None else f" ± {r['std']:.3f}"
-            out.append({"file": Path(f["file"]).stem, "data": data, **budget_columns(str(r["budget"])),
+            budget = budget_columns(str(r["budget"]))
+            if budget["variant"]:           # a variant's fields beside its budget: one column less
+                budget["budget"] += f"; {budget['variant']}"
+            budget["variant"] = ""
+            out.append({"file": Path(f["file"]).stem, "data": data, **budget,
                         "M": str(r["shots"]), "method": str(r["method"]), "backbone": str(r["backbone"]),
                         "seeds": ", ".join(map(str, r["seeds"])) or "none in common",
                         "AUROC": f"{r['mean']:.3f}{sd}",
