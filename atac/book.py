@@ -153,3 +153,47 @@ def config_table(cls=None, names: Sequence[str] | None = None) -> str:
         lines.append(f"| {g if g != shown_group else ''} | `{name}` | `{shown}` | {note} |")
         shown_group = g
     return "\n".join(lines)
+
+
+def test_time_table(measured: dict[str, list[dict]], trained: dict[str, float]) -> pd.DataFrame:
+    """The crop-threshold chapter's measurements of one network per data set scored at several
+    test-time values of w, one row per (data set, w), in short columns: ``data``, ``w`` (marked
+    "(trained)" at the value it was trained with), ``AUROC`` (the final score's image AUROC),
+    ``zoom AUROC`` (the zoomed view alone), ``zoomed normal`` and ``zoomed anomalous`` (the share
+    of test images zoomed), ``box area`` (the mean area of a zoomed image's box) and ``defect in
+    box`` (the mean share of defect pixels inside the box). Numbers as text, "—" where not measured.
+
+    Args:
+        measured: per data set name, rows with ``w``, ``auroc``, ``auroc_zoom``, ``zoom_normal``,
+            ``zoom_anomalous``, ``box_area`` and ``coverage`` (None where not measured).
+        trained: per data set name, the w its network was trained with.
+    """
+    def f(v, spec=".3f"):
+        return "—" if v is None else format(v, spec)
+
+    return pd.DataFrame([{"data": name, "w": f"{r['w']:g}" + (" (trained)" if r["w"] == trained[name] else ""),
+                          "AUROC": f(r["auroc"]), "zoom AUROC": f(r["auroc_zoom"]),
+                          "zoomed normal": f(r["zoom_normal"], ".0%"),
+                          "zoomed anomalous": f(r["zoom_anomalous"], ".0%"),
+                          "box area": f(r["box_area"], ".0%"), "defect in box": f(r["coverage"], ".0%")}
+                         for name, rows in measured.items() for r in rows])
+
+
+def recipe_table(recipe) -> pd.DataFrame:
+    """A method's recipe (:class:`atac.methods.Recipe`) as a table: one row per field with its value
+    (``repr``, as in the source)."""
+    return pd.DataFrame([{"Recipe field": k, "value": repr(v)} for k, v in vars(recipe).items()]).set_index(
+        "Recipe field")
+
+
+def normalization_table(digits: int = 4) -> pd.DataFrame:
+    """The normalisation constants :data:`atac.config.NORMALIZATIONS` as a table: one row per set
+    (``normalization``: its name in a config) with the mean and std of the R, G and B channels,
+    each to ``digits`` significant digits (the values as text, so that none is rounded further)."""
+    from .config import NORMALIZATIONS
+
+    def f(values):
+        return ", ".join(f"{v:.{digits}g}" for v in values)
+
+    return pd.DataFrame([{"normalization": name, "mean (R, G, B)": f(mean), "std (R, G, B)": f(std)}
+                         for name, (mean, std) in NORMALIZATIONS.items()]).set_index("normalization")

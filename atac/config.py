@@ -440,6 +440,17 @@ def preset(name: str) -> RunConfig:
     return RunConfig(preset=name, **PRESETS[name])
 
 
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields whose value is not None, as a layer for :func:`merge`: a book chapter's parameters
+    and a command line's flags leave a field at None to mean "the preset's".
+
+    Example:
+        >>> given(epochs=None, seed=3)
+        {'seed': 3}
+    """
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def merge(preset_name: str | None, *layers: dict[str, Any]) -> RunConfig:
     """A config in layers: the fields of preset ``preset_name`` (None: ``paper``), then each
     layer's fields over them in turn — a config file's, then overrides (command-line flags, the

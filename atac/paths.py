@@ -26,3 +26,20 @@ def env_data_root() -> Path | None:
 def synthetic_root() -> Path:
     """Default folder of the generated (synthetic) dataset: ``<cache>/data``."""
     return cache_dir() / "data"
+
+
+def display_path(path, repo: str | Path | None = None) -> str:
+    """A path as a reader of the repository knows it: relative to ``repo`` (POSIX separators) when
+    inside it, else as given.
+
+    Args:
+        path: a file or folder (need not exist).
+        repo: the repository's root; None: the parent of the current folder (a chapter of the book
+            runs in ``book/``).
+    Example:
+        >>> display_path("/repo/paper_runs/results/x.jsonl", repo="/repo")
+        'paper_runs/results/x.jsonl'
+    """
+    p = Path(path).resolve()
+    root = (Path.cwd().parent if repo is None else Path(repo)).resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(path)

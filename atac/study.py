@@ -103,3 +103,24 @@ def sigma_share(telemetry: pd.DataFrame) -> dict:
     ok = bool((per_run < SIGMA_SHARE_BOUND).all())
     return {"n": len(per_run), "max": float(per_run.max()), "median": float(per_run.median()),
             "reading": "as predicted" if ok else "opposite to the prediction"}
+
+
+#: the diagnostics a study run records (:func:`atac.frame.diagnostics_frame` columns) and their short,
+#: readable names in :func:`diagnostics_summary`
+DIAGNOSTIC_NAMES = {
+    "zoom_rate_normal": "zoom rate, normal",
+    "zoom_rate_anomalous": "zoom rate, anomalous",
+    "auroc_zoomed_anomalies": "AUROC, zoomed anomalies",
+    "auroc_unzoomed_anomalies": "AUROC, unzoomed anomalies",
+    "box_coverage.mean": "defect in box",
+    "forced_zoom.auroc_crop_vs_full": "forced zoom: crop vs full AUROC",
+    "batchnorm.spearman_vs_recorded": "batch norm: Spearman vs recorded",
+}
+
+
+def diagnostics_summary(diagnostics: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The mean of each diagnostic (:data:`DIAGNOSTIC_NAMES`) per arm and class, rounded to ``digits``,
+    its columns named in words (a diagnostic the frame lacks is left out)."""
+    keys = [k for k in DIAGNOSTIC_NAMES if k in diagnostics.columns]
+    return (diagnostics.groupby(["arm", "category"])[keys].mean().round(digits)
+            .rename(columns=DIAGNOSTIC_NAMES).rename_axis(index={"category": "class"}))

@@ -453,6 +453,20 @@ def test_book_helpers():
     assert facts["n_test"] == "4 normal and 6 anomalous"
     assert facts["budget"] == "smoke: 1 epochs × 2 steps, batch 4, 64 px"
     assert "profile" not in atac_book.run_facts(record)
+    measured = {"grid": [{"w": 0.5, "auroc": 0.9, "auroc_zoom": None, "zoom_normal": 0.25, "zoom_anomalous": 1.0,
+                          "box_area": 0.5, "coverage": None},
+                         {"w": 0.7, "auroc": 0.8, "auroc_zoom": 0.7, "zoom_normal": 0.0, "zoom_anomalous": 0.5,
+                          "box_area": None, "coverage": 0.9}]}
+    table = atac_book.test_time_table(measured, {"grid": 0.7})
+    assert list(table.columns) == ["data", "w", "AUROC", "zoom AUROC", "zoomed normal", "zoomed anomalous",
+                                   "box area", "defect in box"]
+    assert table.iloc[0].tolist() == ["grid", "0.5", "0.900", "—", "25%", "100%", "50%", "—"]
+    assert table.iloc[1, 1] == "0.7 (trained)"
+    recipe = SimpleNamespace(name="atac", step=5)
+    assert atac_book.recipe_table(recipe)["value"].to_dict() == {"name": "'atac'", "step": "5"}
+    norms = atac_book.normalization_table(digits=4)
+    assert norms.index.name == "normalization" and list(norms.columns) == ["mean (R, G, B)", "std (R, G, B)"]
+    assert norms.loc["imagenet", "mean (R, G, B)"] == "0.485, 0.456, 0.406"
 
 
 # ----------------------------------------------------------------------------------------------

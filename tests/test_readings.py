@@ -198,3 +198,15 @@ def test_batchnorm_input_shift_reads_the_running_statistics():
     assert abs(batchnorm_input_shift(model, images)[0]["var_ratio"] - expect / 4) < 1e-4 * max(1.0, expect)
     with pytest.raises(ValueError, match="no images"):
         batchnorm_input_shift(model, images[:0])
+
+
+def test_diagnostics_summary_names_columns_in_words():
+    import pandas as pd
+
+    from atac import study
+
+    d = pd.DataFrame({"arm": ["a", "a", "b"], "category": ["grid"] * 3, "zoom_rate_normal": [0.1, 0.3, 0.5],
+                      "box_coverage.mean": [0.5, 0.7, 0.9]})
+    out = study.diagnostics_summary(d)
+    assert list(out.columns) == ["zoom rate, normal", "defect in box"] and out.index.names == ["arm", "class"]
+    assert out.loc[("a", "grid"), "zoom rate, normal"] == 0.2

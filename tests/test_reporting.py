@@ -98,3 +98,69 @@ def test_no_module_over_600_lines_and_no_tables_module():
     for path in [*(REPO / "atac" / "reporting").glob("*.py"), REPO / "atac" / "plots.py",
                  REPO / "atac" / "charts.py", REPO / "atac" / "book.py"]:
         assert len(path.read_text().splitlines()) <= 600, path.name
+
+
+def test_budget_columns_cut_a_setup_label():
+    assert reporting.budget_columns("cpu: 15 epochs × 20 steps, batch 16, 224 px; zoom_loss=per_view") == {
+        "budget": "cpu, 15 epochs", "steps": "20", "batch": "16", "px": "224", "variant": "zoom_loss=per_view"}
+    assert reporting.budget_columns("unknown")["budget"] == "unknown"
+
+
+def test_drop_constant_says_the_constant_columns_once():
+    import pandas as pd
+
+    frame = pd.DataFrame({"data": ["grid", "tile"], "backbone": ["mobilenet_v2"] * 2, "variant": ["", ""],
+                          "AUROC": ["0.900", "0.900"]})
+    out = reporting.drop_constant(frame, keep=("AUROC",))
+    assert list(out.columns) == ["data", "AUROC"]
+    assert out.attrs["constant"] == "In every row: backbone mobilenet_v2."   # the empty variant unsaid
+    text = reporting.frame_markdown(out, right=("AUROC",))
+    assert text.splitlines()[1] == "|:-------|--------:|" and text.endswith("In every row: backbone mobilenet_v2.")
+    assert list(reporting.drop_constant(frame.head(1)).columns) == list(frame.columns)
+
+
+def test_measured_frame_short_columns(tmp_path):
+    import json
+
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "a.jsonl").write_text("\n".join(json.dumps(rec("atac", v, seed=s, category="grid", dataset="mvtec_ad"))
+                                           for s, v in ((0, 0.9), (1, 0.8))) + "\n")
+    (res / "b.jsonl").write_text(json.dumps(rec("deviation", 0.7, epochs=3)) + "\n")
+    frame = reporting.measured_frame(reporting.recorded_results(res))
+    assert list(frame.columns) == ["file", "data", "budget", "method", "seeds", "AUROC", "paper"]
+    assert frame.to_dict("records")[0] == {"file": "a", "data": "grid", "budget": "cpu, 15 epochs",
+                                           "method": "atac", "seeds": "0, 1", "AUROC": "0.850 ± 0.071",
+                                           "paper": "0.988"}
+    assert frame["paper"].tolist()[1] == "—" and frame["budget"].tolist()[1] == "cpu, 3 epochs"
+    assert "batch 16" in frame.attrs["constant"] and "backbone mobilenet_v2" in frame.attrs["constant"]
+    assert reporting.measured_frame([]).empty
+
+
+def test_view_frame_short_columns():
+    rows = [{"dataset": "mvtec_ad", "category": c, "setting": "hard", "shots": 10, "method": "atac",
+             "backbone": "mobilenet_v2", "budget": "cpu: 3 epochs × 20 steps, batch 16, 224 px", "n": n,
+             "n_without": w, "full": 0.6, "zoom": 0.7, "final": 0.65, "zoom_better": n, "final_better": 1}
+            for c, n, w in (("grid", 2, 1), ("tile", 3, 0))]
+    frame = reporting.view_frame(rows)
+    assert list(frame.columns) == ["data", "runs", "full", "zoom", "final", "zoom > full", "final > full"]
+    assert frame.iloc[0].tolist() == ["grid, hard", "2 (+1 without views)", "0.600", "0.700", "0.650",
+                                      "2 of 2", "1 of 2"]
+    assert "method atac" in frame.attrs["constant"] and "budget cpu, 3 epochs" in frame.attrs["constant"]
+
+
+def test_display_path_relative_to_the_repository(tmp_path):
+    from atac.paths import display_path
+
+    assert display_path(tmp_path / "paper_runs" / "x.jsonl", repo=tmp_path) == "paper_runs/x.jsonl"
+    assert display_path("/elsewhere/x.jsonl", repo=tmp_path) == "/elsewhere/x.jsonl"
+
+
+def test_crop_threshold_frame_groups_by_w():
+    recs = [dict(rec("atac", v, seed=s, category="grid", dataset="mvtec_ad"), config={**CPU, "crop_threshold": w})
+            for s, v, w in ((0, 0.8, 0.7), (1, 0.6, 0.7), (0, 0.9, 0.5))]
+    frame = reporting.crop_threshold_frame(recs, ["a.jsonl"] * 3)
+    assert list(frame.columns) == ["data", "w", "seeds", "AUROC"]      # file, budget, M... said once
+    assert frame[["w", "seeds", "AUROC"]].values.tolist() == [["0.5", "0", "0.900"], ["0.7", "0, 1", "0.700"]]
+    assert "file a" in frame.attrs["constant"] and "budget cpu, 15 epochs" in frame.attrs["constant"]
+    assert reporting.crop_threshold_frame([]).empty

@@ -28,19 +28,22 @@ from .claims import (LADDER_CLAIMS, describe_setups, ladder_order, ladder_pairs,
 from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, PAPER_NAMES, PAPER_ORDER, RIVALS,
                         TABLE1_METHODS, TABLE2_ORDER, paper_table1, paper_table2, published_table1,
                         published_table2)
-from .records import recorded_results, results_file_note, sweep_progress
-from .render import (paper_table1_sentence, render_class_table2, render_progress, render_published_table2,
-                     render_table1, render_table2, render_view_summary, to_csv, to_html, to_markdown)
+from .records import (MEASURED_RIGHT, crop_threshold_frame, measured_frame, recorded_results, results_file_note,
+                      sweep_progress)
+from .render import (VIEW_RIGHT, budget_columns, drop_constant, frame_markdown, paper_table1_sentence, render_class_table2, render_progress, render_published_table2,
+                     render_table1, render_table2, render_view_summary, to_csv, to_html, to_markdown,
+                     view_frame)
 from .summary import budget, defect_types, setups, view_summary
 from .table1 import table1_rows, table1_wide
 from .table2 import condense_hard, table2_rows, table2_wide
 
 __all__ = [
-    "CITATION", "ERRATUM_MARK", "LADDER", "LADDER_CLAIMS", "MEAN", "PAPER_NAMES", "PAPER_ORDER", "RIVALS",
+    "CITATION", "ERRATUM_MARK", "MEASURED_RIGHT", "VIEW_RIGHT", "budget_columns", "crop_threshold_frame",
+    "drop_constant",    "frame_markdown", "measured_frame", "LADDER", "LADDER_CLAIMS", "MEAN", "PAPER_NAMES", "PAPER_ORDER", "RIVALS",
     "TABLE1_METHODS", "TABLE2_ORDER", "budget", "condense_hard", "defect_types", "describe_setups",
     "ladder_order", "ladder_pairs", "paper_table1", "paper_table1_sentence", "paper_table2",
     "published_table1", "published_table2", "recorded_results", "render_class_table2", "render_progress",
     "render_published_table2", "render_table1", "render_table2", "render_view_summary", "results_file_note",
     "setup_differences", "setups", "sweep_progress", "table1_rows", "table1_wide", "table2_claims",
-    "table2_rows", "table2_wide", "to_csv", "to_html", "to_markdown", "view_summary",
+    "table2_rows", "table2_wide", "to_csv", "to_html", "to_markdown", "view_frame", "view_summary",
 ]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from .table1 import table1_rows
-from .table2 import table2_rows
+from .table2 import condense_hard, table2_rows
 
 
 def results_file_note(path) -> str:
@@ -110,3 +112,75 @@ def sweep_progress(records: list[dict], configs: list[dict], setting: str | None
 
 def _identity_key(d: dict) -> str:
     return json.dumps(d, sort_keys=True, default=str)
+
+
+def measured_frame(files: list[dict]) -> pd.DataFrame:
+    """What :func:`recorded_results` found, one row per group of runs (a hard-setting class by its mean
+    over the known types, :func:`atac.reporting.table2.condense_hard`), as a DataFrame for the book in
+    short columns: ``file`` (its name without ``.jsonl``), ``data`` (the class, with the setting and
+    known type in the hard setting: ``"grid, hard: mean over 5 known types"``), the budget cut into
+    columns (:func:`atac.reporting.render.budget_columns`), ``M``, ``method``, ``backbone``,
+    ``seeds``, ``AUROC`` (``"0.979 ± 0.004"``; the mean alone for one seed) and ``paper`` (``"—"``
+    where the paper has no value). Columns constant over the rows are said in
+    ``attrs["constant"]`` instead (:func:`atac.reporting.render.drop_constant`); render with
+    :func:`atac.reporting.render.frame_markdown` and :data:`MEASURED_RIGHT` right-aligned. No rows:
+    an empty frame."""
+    from .render import MISSING, budget_columns, drop_constant
+
+    out = []
+    for f in files:
+        for r in condense_hard(f["rows"]):
+            data = str(r["category"]) + ("" if r["setting"] == "general" else f", {r['setting']}") + \
+                ("" if r["known_type"] is None else f": {r['known_type']}")
+            sd = "" if r["std"] is None else f" ± {r['std']:.3f}"
+            budget = budget_columns(str(r["budget"]))
+            if budget["variant"]:           # a variant's fields beside its budget: one column less
+                budget["budget"] += f"; {budget['variant']}"
+            budget["variant"] = ""
+            out.append({"file": Path(f["file"]).stem, "data": data, **budget,
+                        "M": str(r["shots"]), "method": str(r["method"]), "backbone": str(r["backbone"]),
+                        "seeds": ", ".join(map(str, r["seeds"])) or "none in common",
+                        "AUROC": f"{r['mean']:.3f}{sd}",
+                        "paper": MISSING if r["paper"] is None else format(r["paper"], ".3f")})
+    columns = ["file", "data", "budget", "steps", "batch", "px", "variant", "M", "method", "backbone", "seeds",
+               "AUROC", "paper"]
+    return drop_constant(pd.DataFrame(out, columns=columns), keep=("file", "data", "AUROC", "paper"))
+
+
+#: the columns of :func:`measured_frame` that hold numbers (right-aligned, never wrapped)
+MEASURED_RIGHT = ("M", "AUROC", "paper")
+
+
+def crop_threshold_frame(records: list[dict], files: list[str] | None = None) -> pd.DataFrame:
+    """ATAC-Net's recorded runs by crop threshold w: one row per results file, class, setting (and
+    known type), backbone, budget (:func:`atac.reporting.summary.budget`), M and w — runs that differ
+    in any of these are never averaged — with ``seeds`` and ``AUROC`` (the mean image AUROC over them),
+    in short columns (``file`` without ``.jsonl``, ``data`` the class with the setting, the budget
+    cut by :func:`atac.reporting.render.budget_columns`); columns constant over the rows are said in
+    ``attrs["constant"]`` (:func:`atac.reporting.render.drop_constant`).
+
+    Args:
+        records: results records, each of method ``atac`` with ``config.crop_threshold``.
+        files: each record's file name (None: column ``file`` is left out).
+    """
+    from .render import budget_columns, drop_constant
+    from .summary import budget
+
+    out = []
+    for i, r in enumerate(records):
+        kt = r.get("known_type") or ""
+        out.append({"file": "" if files is None else Path(files[i]).stem,
+                    "data": str(r["category"]) + ("" if r["setting"] == "general" else f", {r['setting']}")
+                    + (f" ({kt})" if kt else ""), "backbone": str(r["backbone"]),
+                    **budget_columns(budget(r)), "M": str(r["shots"]), "w": f"{r['config']['crop_threshold']:g}",
+                    "seed": r["seed"], "auroc": float(r["image_auroc"])})
+    columns = ["file", "data", "backbone", "budget", "steps", "batch", "px", "variant", "M", "w"]
+    if not out:
+        return pd.DataFrame(columns=[*columns, "seeds", "AUROC"])
+    frame = pd.DataFrame(out)
+    groups = frame.groupby(columns, sort=True).agg(seeds=("seed", lambda s: ", ".join(map(str, s))),
+                                                  AUROC=("auroc", "mean")).reset_index()
+    groups["AUROC"] = groups["AUROC"].map(lambda v: f"{v:.3f}")
+    if files is None:
+        groups = groups.drop(columns="file")
+    return drop_constant(groups, keep=("data", "w", "AUROC"))

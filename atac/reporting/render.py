@@ -266,3 +266,80 @@ def render_progress(progress: list[dict], which: str, sweep_name: str = "the swe
         else:
             parts[-1] += f" The paper's {'Table 1' if which == 'table1' else 'Table 2'} has no row for it.\n"
     return "".join(parts)
+
+
+# --- compact tables for the book's prose: a DataFrame, its constant columns said once ---------------
+
+_BUDGET = re.compile(r"^(?P<preset>[^:]+): (?P<epochs>\S+) epochs × (?P<steps>\S+) steps, batch (?P<batch>\S+), "
+                     r"(?P<px>\S+) px(?:; (?P<variant>.*))?$")
+#: how a column constant over every row is said in the caption ({} is its value)
+CONSTANT_WORDING = {"backbone": "backbone {}", "steps": "{} steps per epoch", "batch": "batch {}",
+                    "px": "{} px", "method": "method {}", "M": "M = {}", "budget": "budget {}",
+                    "setting": "the {} setting", "runs": "{} runs", "variant": "{}"}
+
+
+def budget_columns(label: str) -> dict[str, str]:
+    """A budget label (:func:`atac.reporting.summary.setups`, e.g. ``"cpu: 15 epochs × 20 steps, batch
+    16, 224 px; zoom_loss=per_view"``) cut into short columns: ``budget`` (``"cpu, 15 epochs"``),
+    ``steps``, ``batch``, ``px`` and ``variant`` (``""`` where none). A label of another form is the
+    ``budget`` whole, the other columns empty."""
+    m = _BUDGET.match(label)
+    if m is None:
+        return {"budget": label, "steps": "", "batch": "", "px": "", "variant": ""}
+    return {"budget": f"{m['preset']}, {m['epochs']} epochs", "steps": m["steps"], "batch": m["batch"],
+            "px": m["px"], "variant": m["variant"] or ""}
+
+
+def drop_constant(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame`` without the columns that hold one value in every row (those of ``keep`` stay), said
+    instead in ``attrs["constant"]``: a sentence such as ``"In every row: backbone mobilenet_v2, 20
+    steps per epoch."`` (:data:`CONSTANT_WORDING`; an empty value is left unsaid), ``""`` when no
+    column is constant. A frame of fewer than two rows is returned whole."""
+    out = frame.copy()
+    out.attrs = dict(frame.attrs)
+    said = []
+    if len(frame) > 1:
+        for c in frame.columns:
+            values = frame[c].astype(str).unique()
+            if c not in keep and len(values) == 1:
+                out = out.drop(columns=c)
+                if values[0]:
+                    said.append(CONSTANT_WORDING.get(c, f"{c} {{}}").format(values[0]))
+    out.attrs["constant"] = f"In every row: {', '.join(said)}." if said else ""
+    return out
+
+
+def frame_markdown(frame: pd.DataFrame, right: tuple[str, ...] = ()) -> str:
+    """A small table (a DataFrame of strings and numbers, its index ignored) as Markdown: the columns
+    of ``right`` right-aligned (numbers: the book keeps a right-aligned cell on one line), the others
+    left-aligned (they wrap at spaces); ``attrs["constant"]`` (:func:`drop_constant`), if any, after
+    the table."""
+    table = frame.to_markdown(index=False, disable_numparse=True,
+                              colalign=["right" if c in right else "left" for c in frame.columns])
+    constant = frame.attrs.get("constant", "")
+    return table + (f"\n\n{constant}" if constant else "")
+
+
+def view_frame(rows: list[dict]) -> pd.DataFrame:
+    """:func:`atac.reporting.summary.view_summary` rows as a DataFrame for the book, in short columns:
+    ``data`` (the class and setting, e.g. ``"tile, hard"``), ``M``, ``method``, ``backbone``, the budget
+    (:func:`budget_columns`), ``runs``, the three mean image AUROCs (``full``, ``zoom``, ``final``) and
+    the two counts (``zoom > full``, ``final > full``, "k of n"). Columns constant over the rows are
+    dropped into ``attrs["constant"]`` (:func:`drop_constant`); render with :func:`frame_markdown` and
+    :data:`VIEW_RIGHT` right-aligned."""
+    out = []
+    for r in rows:
+        n = r["n"]
+        out.append({"data": f"{r['category']}, {r['setting']}", "M": str(r["shots"]), "method": str(r["method"]),
+                    "backbone": str(r["backbone"]), **budget_columns(str(r["budget"])),
+                    "runs": str(n) + (f" (+{r['n_without']} without views)" if r["n_without"] else ""),
+                    "full": _f(r["full"]), "zoom": _f(r["zoom"]), "final": _f(r["final"]),
+                    "zoom > full": f"{r['zoom_better']} of {n}" if n else MISSING,
+                    "final > full": f"{r['final_better']} of {n}" if n else MISSING})
+    columns = ["data", "M", "method", "backbone", "budget", "steps", "batch", "px", "variant", "runs", "full",
+               "zoom", "final", "zoom > full", "final > full"]
+    return drop_constant(pd.DataFrame(out, columns=columns), keep=("data", "full", "zoom", "final"))
+
+
+#: the columns of :func:`view_frame` and :func:`atac.reporting.records.measured_frame` that hold numbers
+VIEW_RIGHT = ("M", "runs", "full", "zoom", "final", "zoom > full", "final > full")
