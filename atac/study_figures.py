@@ -104,3 +104,33 @@ def contrast_figure(table: pd.DataFrame, title: str | None = None) -> Figure:
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def batchnorm_shift_frame(record: dict) -> pd.DataFrame:
+    """The layers of a ``paper_runs/bn_shift.py`` record as a tidy frame: one row per class and
+    BatchNorm layer (``category``, ``layer``, ``name``, ``var_ratio``, ``mean_shift``)."""
+    return pd.DataFrame([{"category": c["category"], **layer} for c in record["classes"]
+                         for layer in c["layers"]])
+
+
+def batchnorm_shift_figure(record: dict) -> Figure:
+    """Per BatchNorm layer of the backbone (forward order), the variance of a class's training
+    normals over the layer's running variance (log scale; 1 = what frozen BatchNorm expects), one
+    line per class: the record of ``paper_runs/bn_shift.py``
+    (:func:`atac.diagnostics.batchnorm_input_shift`).
+
+    Raises:
+        ValueError: a record without classes.
+    """
+    d = batchnorm_shift_frame(record)
+    if d.empty:
+        raise ValueError("no BatchNorm layers in the record")
+    fig = Figure(figsize=(7.5, 3.0), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(d, x="layer", y="var_ratio", hue="category", marker="o", markersize=3, ax=ax)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    ax.set(xlabel="BatchNorm layer (input to output)", ylabel="variance / running variance",
+           title="training normals against ImageNet BatchNorm statistics")
+    ax.legend(title=None, fontsize=8, loc="lower left", ncols=3)
+    return fig

@@ -210,3 +210,19 @@ def test_diagnostics_summary_names_columns_in_words():
     out = study.diagnostics_summary(d)
     assert list(out.columns) == ["zoom rate, normal", "defect in box"] and out.index.names == ["arm", "class"]
     assert out.loc[("a", "grid"), "zoom rate, normal"] == 0.2
+
+
+def test_batchnorm_shift_figure_draws_a_record():
+    from matplotlib.figure import Figure
+
+    from atac.study_figures import batchnorm_shift_figure, batchnorm_shift_frame
+
+    record = {"classes": [{"category": c, "layers": [{"layer": k, "name": f"{k}.1", "var_ratio": v * (k + 1),
+                                                        "mean_shift": 0.1} for k in range(4)]}
+                          for c, v in (("grid", 0.1), ("metal_nut", 0.5))]}
+    frame = batchnorm_shift_frame(record)
+    assert len(frame) == 8 and set(frame["category"]) == {"grid", "metal_nut"}
+    assert frame.loc[(frame.category == "grid") & (frame.layer == 3), "var_ratio"].item() == pytest.approx(0.4)
+    assert isinstance(batchnorm_shift_figure(record), Figure)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        batchnorm_shift_figure({"classes": []})
