@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pandas as pd
 
@@ -166,18 +167,19 @@ def summarise(records: list[dict], keys: tuple[str, ...], metric: str) -> list[d
         raise ValueError(f"seed(s) {seeds} appear more than once in group {key}; remove the duplicate "
                          "records")
     by = frame.sort_values("seed_order", kind="stable").groupby("group", sort=True)
-    stats = by["value"].agg(["count", "mean", "std"])
     members = by["record"].agg(list)
     rows = []
     for g, idx in members.items():
         first = frame.loc[frame["group"] == g].iloc[0]
         recs = [records[i] for i in idx]
-        std = stats.at[g, "std"]
+        values = [float(r[metric]) for r in recs]
+        # statistics.fmean / stdev (a correctly rounded sum, exact arithmetic) rather than pandas'
+        # mean / std, whose last digit may differ: the CSV's numbers are compared exactly
         rows.append({**{k: (first["budget"] if k == "budget" else records[first["record"]].get(k))
                         for k in keys},
-                     "run": first["run"], "n": int(stats.at[g, "count"]), "seeds": [r["seed"] for r in recs],
-                     "values": [float(r[metric]) for r in recs], "mean": float(stats.at[g, "mean"]),
-                     "std": None if pd.isna(std) else float(std)})
+                     "run": first["run"], "n": len(values), "seeds": [r["seed"] for r in recs],
+                     "values": values, "mean": statistics.fmean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else None})
     return rows
 
 
@@ -186,7 +188,7 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
 
     Beyond the paper (it reports the final score only): records of zoom recipes carry
     ``view_auroc`` = {``full``, ``zoom``}, the image AUROC of each view's score alone
-    (:func:`atac.train.evaluate_run`); the final score is their mean (supplement, Algorithm 2).
+    (:func:`atac.run.evaluate_run`); the final score is their mean (supplement, Algorithm 2).
 
     Args:
         records: results records (``metrics.json``); those of ``methods`` without ``view_auroc``

@@ -90,7 +90,7 @@ def _type_means(rows: list[dict], metric: str, types: dict) -> list[dict]:
             continue
         mine = runs_of[runs_of["known_type"].isin(list(want))]
         common = mine.pivot(index="seed_order", columns="known_type", values="value").dropna().sort_index()
-        values = [float(v) for v in common.mean(axis=1)]
+        values = [statistics.fmean(float(v) for v in line) for line in common.to_numpy()]   # per seed, over types
         seed_of = dict(zip(mine["seed_order"].tolist(), mine["seed"].tolist()))
         seeds = [seed_of[s] for s in common.index]
         left_out = len(mine) - len(seeds) * len(want)
