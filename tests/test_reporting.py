@@ -62,6 +62,21 @@ def test_defect_types_read_the_data_modules():
         assert set(reporting.defect_types("mvtec_ad", cat)) == paper
 
 
+def test_a_split_field_that_varies_for_one_type_keeps_the_mean_of_the_common_split():
+    """Five types at mt_split_seed 0 (seeds 0, 1) and one type also at mt_split_seed 1: the common
+    split's rows share one label over every type, so Table 2 keeps its mean over types."""
+    types = reporting.defect_types("magnetic_tile", "magnetic_tile")
+    recs = [rec("atac", 0.8, seed=s, setting="hard", known_type=t, mt_split_seed=0) for t in types for s in (0, 1)]
+    recs += [rec("atac", 0.6, seed=s, setting="hard", known_type=types[0], mt_split_seed=1) for s in (0, 1)]
+    rows = reporting.table2_rows(recs)
+    means = [r for r in rows if r["known_type"] == "mean"]
+    assert len(means) == 1 and means[0]["budget"].endswith("; mt_split_seed=0")
+    assert means[0]["n"] == 2 and means[0]["mean"] == 0.8 and means[0]["n_types"] == len(types)
+    other = [r for r in rows if r["budget"].endswith("; mt_split_seed=1")]
+    assert [(r["known_type"], r["mean"]) for r in other] == [(types[0], 0.6)]
+    assert {r["budget"] for r in rows if r["known_type"] != types[0]} == {means[0]["budget"]}
+
+
 def test_wide_table2_marks_a_mean_of_uneven_seeds():
     types = reporting.defect_types("magnetic_tile", "magnetic_tile")
     recs = [rec("atac", 0.8, seed=0, setting="hard", known_type=t) for t in types]

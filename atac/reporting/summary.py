@@ -135,8 +135,11 @@ def runs_frame(records: list[dict], metric: str) -> pd.DataFrame:
 
 def _name_split_fields(frame: pd.DataFrame, plain: list[dict]) -> None:
     """Where runs that would share a row's label differ in a field of :data:`_SPLIT_ONLY`, add
-    ``field=value`` to their ``budget`` label (arm labels leave those fields out)."""
-    cols = [*CLASS_FIELDS, "method", "backbone", "budget"]
+    ``field=value`` to their ``budget`` label (arm labels leave those fields out). The runs compared
+    are those of one (dataset, category, setting, shots, method, backbone, budget) over every known
+    type: a field that varies for only some types names the runs of every type, so that the types of
+    one split still share a label (and Table 2 its mean over types)."""
+    cols = [*(f for f in CLASS_FIELDS if f != "known_type"), "method", "backbone", "budget"]
     shown = pd.Series(["|".join(map(str, t)) for t in zip(*(frame[k] for k in cols))], index=frame.index)
     for f in _SPLIT_ONLY:
         values = pd.Series([json.dumps(_full(p["config"]).get(f)) for p in plain], index=frame.index)
