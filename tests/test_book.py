@@ -250,7 +250,7 @@ def test_the_shown_cells_checks_see_hidden_cells_and_library_calls(tmp_path):
 
 %matplotlib inline
 from atac import plots as p
-from atac.train import run
+from atac.run import run
 ```
 
 ```{code-cell} ipython3

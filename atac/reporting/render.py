@@ -13,12 +13,11 @@ import re
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, PAPER_NAMES, TABLE2_ORDER, paper_cell,
+from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, MISSING, PAPER_NAMES, TABLE2_ORDER, paper_cell,
                         paper_table1, paper_table2, published_table2)
 from .table1 import table1_wide
 from .table2 import table2_caption, table2_wide
 
-MISSING = "—"
 HTML_CLASS = "atac-results"       # the CSS class of the book's results tables (book/_static/book.css)
 THIN = "\u202f"                   # a narrow no-break space: between the numbers of an HTML cell, to save
                                   # width without a line break opportunity ("0.900 ± .000" stays whole)

@@ -16,7 +16,7 @@ import statistics
 
 import pandas as pd
 
-from ..config import RunConfig, identity
+from ..config import RunConfig, identity_key
 from ..frame import CLASS_FIELDS, SPLIT_FIELDS, arm_labels, records_frame
 
 REQUIRED_KEYS = ("method", "backbone", "dataset", "category", "setting", "shots", "seed")
@@ -87,8 +87,7 @@ _DEFAULTS = RunConfig().to_dict()
 def run_key(config: dict) -> str:
     """The run identity minus the seed and the class fields, as text (equal for two runs exactly
     when they differ in nothing but those; a missing field counts as its default)."""
-    ident = {k: v for k, v in identity(_full(config)).items() if k not in ("seed", *CLASS_FIELDS)}
-    return json.dumps(ident, sort_keys=True, default=list)
+    return identity_key(_full(config), without=("seed", *CLASS_FIELDS))
 
 
 def check_records(records: list[dict], metric: str) -> None:

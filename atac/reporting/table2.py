@@ -9,14 +9,13 @@ import statistics
 
 import pandas as pd
 
-from .published import (CITATION, ERRATUM_MARK, MEAN, PAPER_NAMES, TABLE2_ORDER, paper_cell, paper_table2,
-                        table2_entry, table2_method_order, type_order)
+from .published import (CITATION, ERRATUM_MARK, MEAN, MISSING, PAPER_NAMES, TABLE2_ORDER, paper_cell,
+                        paper_table2, table2_entry, table2_method_order, type_order)
 from .summary import METRIC_NAMES, as_rows, check_records, class_name, defect_types, ours_cell, summarise
 from .table1 import setup_label
 
 TABLE2_KEYS = ("dataset", "category", "backbone", "budget", "shots", "known_type", "method")
 CLASS_KEYS = tuple(k for k in TABLE2_KEYS if k != "known_type")
-MISSING = "—"
 
 
 def table2_rows(records: list[dict], metric: str = "image_auroc",
