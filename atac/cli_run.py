@@ -84,6 +84,18 @@ def _training_files(state: dict, trained: RunConfig, cfg: RunConfig, where: str)
                          "--seed, --shots, ...) or train it again") from exc
 
 
+def _trained_counts(record: dict, state: dict) -> None:
+    """A record of ``atac evaluate`` on another split: ``n_train_normal`` / ``n_train_anomalous``
+    count the model's own training files, as its ``model.pt`` records its split; left out of the
+    record when the model.pt (written by an earlier atac) does not record them."""
+    split = state.get("split") if isinstance(state.get("split"), dict) else {}
+    for k in ("train_normal", "train_anomalous"):
+        if isinstance(split.get(k), list):
+            record[f"n_{k}"] = len(split[k])
+        else:
+            record.pop(f"n_{k}", None)
+
+
 def cmd_evaluate(args) -> int:
     import torch
 
@@ -148,6 +160,8 @@ def cmd_evaluate(args) -> int:
                          "folder or --force to replace it")
     m, preds = evaluate_run(model, data, cfg, device)
     record = run_record(cfg, data, m, device, state.get("weights_source"), git_commit(), checkpoint=where)
+    if changed:   # the split's training part is not what the model was trained on
+        _trained_counts(record, state)
     write_scores(out / "scores.csv", data.split.test, preds)
     write_json(out / "metrics.json", record)
     px = "n/a" if m["pixel_auroc"] is None else f"{m['pixel_auroc']:.4f}"

@@ -9,6 +9,7 @@ cores.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -121,6 +122,16 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("compile", False):
         out["compile"] = True
     return out
+
+
+def identity_key(config: dict[str, Any], without: tuple[str, ...] = ()) -> str:
+    """:func:`identity` as text, the one spelling of it: JSON with sorted keys (a value JSON lacks,
+    e.g. a set, as a list), the fields of ``without`` left out. Equal for two configs exactly when
+    they are one run (:func:`same_run`; with ``without``, one run but for those fields). A sweep's
+    run id hashes it, ``atac.reporting``'s groups and sweep progress compare it (raises
+    :func:`identity`'s ``ValueError``)."""
+    ident = identity(config)
+    return json.dumps({k: v for k, v in ident.items() if k not in without}, sort_keys=True, default=list)
 
 
 def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:

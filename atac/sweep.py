@@ -42,7 +42,7 @@ from typing import Any, Callable
 import yaml
 from tqdm import tqdm
 
-from .config import RunConfig, identity, load_yaml, merge, preset, same_run
+from .config import RunConfig, identity_key, load_yaml, merge, preset, same_run
 from .memory import release_freed_memory
 from .methods import get_method
 from .locks import RunInUseError, locked
@@ -75,12 +75,12 @@ class Sweep:
 def run_id(cfg: RunConfig) -> str:
     """A readable, unique folder name: ``<category>-<method>-<shots>shot-s<seed>-<hash>``.
 
-    The hash (8 hex digits) covers :func:`atac.config.identity` of the config (every field but the
+    The hash (8 hex digits) is of :func:`atac.config.identity_key` of the config (every field but the
     execution ones such as the device), so changing the budget of a sweep gives new runs instead of
     clashing with old folders.
     """
     d = cfg.to_dict()
-    digest = hashlib.sha256(json.dumps(identity(d), sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(identity_key(d).encode()).hexdigest()[:8]
     setting = f"-hard-{cfg.known_type}" if cfg.setting == "hard" else ""
     cat = "magnetic_tile" if cfg.dataset == "magnetic_tile" else cfg.category
     return f"{cat}{setting}-{cfg.method}-{cfg.backbone}-{cfg.shots}shot-s{cfg.seed}-{digest}"

@@ -359,21 +359,3 @@ def fit(model: ATACNet | DRANet, data: RunData, cfg: RunConfig, device: torch.de
                                ckpt)
     bar.close()
     return losses, seconds, (telemetry.history if telemetry is not None else None)
-
-
-_RUN_NAMES = ("run", "load_run_data")
-
-
-def __getattr__(name: str):
-    """``run`` and ``load_run_data`` of :mod:`atac.run`, importable from here too (the book's
-    chapters import them so). Looked up on use, not imported above: :mod:`atac.run` imports this
-    module.
-
-    Raises:
-        AttributeError: any other name this module lacks.
-    """
-    if name in _RUN_NAMES:
-        from . import run as run_module
-
-        return getattr(run_module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -250,7 +250,7 @@ def test_the_shown_cells_checks_see_hidden_cells_and_library_calls(tmp_path):
 
 %matplotlib inline
 from atac import plots as p
-from atac.train import run
+from atac.run import run
 ```
 
 ```{code-cell} ipython3
@@ -506,8 +506,9 @@ def _glued(nb) -> dict[str, str]:
             meta = o.get("metadata", {}).get("scrapbook")
             if meta:
                 data = o["data"]
-                glued[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/markdown",
-                                               data.get(meta.get("mime_prefix", "") + "text/plain"))
+                pre = meta.get("mime_prefix", "")
+                glued[meta["name"]] = next((data[pre + m] for m in ("text/markdown", "text/html", "text/plain")
+                                            if pre + m in data), None)
     return glued
 
 
@@ -641,7 +642,7 @@ def test_table1_chapter_shows_metal_nut_beside_the_paper(tmp_path):
 
 
 @pytest.mark.slow
-def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, synth_root, md_row):
+def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, synth_root):
     """No results file: the chapter says so plainly and shows the paper's Table 2 only (with its
     erratum), never numbers of ours."""
     build = _build_module()
@@ -662,8 +663,11 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
     # metal_nut, the paper's class: the paper's values alone, said so; the differences from the sweep
     assert "No metal_nut record of ours yet" in glued["nut_status"]
     assert "none of the sweep's 48 metal_nut runs has been recorded" in glued["nut_status"]
-    head, mean = md_row(glued["nut_table"], "class"), md_row(glued["nut_table"], "metal_nut", "mean (4 types)")
-    assert [mean[head.index(f"M = 10 {m} {part}")] for m in ("DevNet", "DRA", "ATAC-Net")
+    from atac import reporting
+    assert glued["nut_table"] == reporting.render_class_table2([], "mvtec_ad", "metal_nut", fmt="html",
+                                                               shots_as="rows")
+    wide = reporting.table2_wide([], classes=[("mvtec_ad", "metal_nut")], shots_as="rows")
+    assert [wide.loc[("metal_nut", "mean (4 types)", 10), (m, part)] for m in ("DevNet", "DRA", "ATAC-Net")
             for part in ("ours", "paper")] == ["—", "0.965", "—", "0.945", "—", "0.987"]
     assert "cannot say yet" in glued["nut_claims"] and "ATAC-Net 0.987, DevNet 0.965, DRA 0.945" in glued["nut_paper_claim"]
     assert "the sweep file's metal_nut runs (no records yet)" in glued["nut_differences_source"]
@@ -675,7 +679,7 @@ def test_generalisation_chapter_without_results_shows_only_the_paper(tmp_path, s
 
 
 @pytest.mark.slow
-def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root, md_row):
+def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth_root):
     """Records of the sweep's metal_nut runs (made here, from its configs: ATAC-Net above DRA above
     DevNet): the Metal Nut section sets them beside the paper's rows and judges the claim."""
     from atac.results import load_records
@@ -700,11 +704,13 @@ def test_generalisation_chapter_shows_metal_nut_beside_the_paper(tmp_path, synth
     assert "48 metal_nut records" in glued["nut_status"] and "(48 of the sweep's 48 metal_nut runs)" in glued["nut_status"]
     table = glued["nut_table"]
     assert "Ours: mobilenet_v2 (cpu: 3 epochs × 20 steps, batch 16, 224 px" in table
-    head = md_row(table, "class")
+    from atac import reporting
+    rows = reporting.table2_rows(load_records(results))
+    assert table == reporting.render_class_table2(rows, "mvtec_ad", "metal_nut", fmt="html", shots_as="rows")
+    wide = reporting.table2_wide(rows, classes=[("mvtec_ad", "metal_nut")], shots_as="rows")
 
     def cells(known, shots):
-        line = md_row(table, "metal_nut", known)
-        return [line[head.index(f"M = {shots} {m} {part}")] for m in ("DevNet", "DRA", "ATAC-Net")
+        return [wide.loc[("metal_nut", known, shots), (m, part)] for m in ("DevNet", "DRA", "ATAC-Net")
                 for part in ("ours", "paper")]
     assert cells("flip", 10) == ["0.710 ± 0.010 (3)", "0.987", "0.810 ± 0.010 (3)", "0.913", "0.910 ± 0.010 (3)",
                                  "0.991"]

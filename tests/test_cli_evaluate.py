@@ -125,3 +125,21 @@ def test_a_file_of_the_recorded_split_missing_from_the_data_is_named(trained, tm
         shutil.move(away, gone)
     err = capsys.readouterr().err
     assert "model.pt: 1 file(s) of the recorded split are not in" in err and rel in err
+
+
+def test_on_another_split_the_training_counts_are_the_models(trained, tmp_path, capsys):
+    """Evaluated on another split, n_train_normal / n_train_anomalous count what the model was
+    trained on (its recorded split), not the other split's training part; without a recorded split
+    they are left out."""
+    root, out = trained
+    own = json.loads((out / "metrics.json").read_text())
+    assert _evaluate(out / "model.pt", tmp_path / "ev", "--category", "grid", "--shots", "1") == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert len(ev["split"]["train_anomalous"]) == 1 and own["n_train_anomalous"] == 2
+    assert (ev["n_train_normal"], ev["n_train_anomalous"]) == (own["n_train_normal"], own["n_train_anomalous"])
+    state = torch.load(out / "model.pt", weights_only=False)
+    torch.save({k: v for k, v in state.items() if k != "split"}, tmp_path / "model.pt")
+    assert _evaluate(tmp_path / "model.pt", tmp_path / "ev2", "--category", "grid", "--shots", "1") == 0
+    ev2 = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert "n_train_normal" not in ev2 and "n_train_anomalous" not in ev2
+    capsys.readouterr()

@@ -13,6 +13,7 @@ import statistics
 from functools import lru_cache
 from importlib import resources
 
+MISSING = "—"    # a cell with no value (ours or the paper's), in every table of atac.reporting
 CITATION = ("Gupta, Gautam, Malyala, \"ATAC-Net: Zoomed view works better for Anomaly Detection\", "
             "arXiv 2406.14398, 2024, supplementary material")
 
@@ -166,7 +167,7 @@ def paper_cell(value: float | None, types_mean: float | None = None, erratum: st
     """A cell of the paper's value: ``0.988``; an erratum marked ``0.935 † (types: 0.953)`` (with
     ``types`` False just ``0.935 †``); "—" where there is none."""
     if value is None:
-        return "—"
+        return MISSING
     if erratum:
         return f"{value:.3f} {ERRATUM_MARK}" + (f" (types: {types_mean:.3f})" if types else "")
     return f"{value:.3f}"

@@ -3,7 +3,6 @@ by file, and how much of a sweep the records cover."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -96,9 +95,9 @@ def sweep_progress(records: list[dict], configs: list[dict], setting: str | None
         ``category``, ``n_runs``, ``n_recorded`` (runs with a record of the same run, i.e. equal
         :func:`atac.config.identity` of the configs, as ``atac sweep --list`` counts them).
     """
-    from ..config import identity
+    from ..config import identity_key
 
-    have = {_identity_key(identity(r["config"])) for r in records if isinstance(r.get("config"), dict)}
+    have = {identity_key(r["config"]) for r in records if isinstance(r.get("config"), dict)}
     out: dict[tuple, dict] = {}
     for c in configs:
         if setting is not None and c.get("setting") != setting:
@@ -106,12 +105,8 @@ def sweep_progress(records: list[dict], configs: list[dict], setting: str | None
         key = (c["dataset"], c["category"])
         row = out.setdefault(key, {"dataset": key[0], "category": key[1], "n_runs": 0, "n_recorded": 0})
         row["n_runs"] += 1
-        row["n_recorded"] += _identity_key(identity(c)) in have
+        row["n_recorded"] += identity_key(c) in have
     return list(out.values())
-
-
-def _identity_key(d: dict) -> str:
-    return json.dumps(d, sort_keys=True, default=str)
 
 
 def measured_frame(files: list[dict]) -> pd.DataFrame:

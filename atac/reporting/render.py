@@ -13,14 +13,14 @@ import re
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, PAPER_NAMES, TABLE2_ORDER, paper_cell,
+from .published import (CITATION, ERRATUM_MARK, LADDER, MEAN, MISSING, PAPER_NAMES, TABLE2_ORDER, paper_cell,
                         paper_table1, paper_table2, published_table2)
 from .table1 import table1_wide
 from .table2 import table2_caption, table2_wide
 
-MISSING = "—"
 HTML_CLASS = "atac-results"       # the CSS class of the book's results tables (book/_static/book.css)
-THIN = "\u2009"                   # a thin space: between the numbers of an HTML cell, to save width
+THIN = "\u202f"                   # a narrow no-break space: between the numbers of an HTML cell, to save
+                                  # width without a line break opportunity ("0.900 ± .000" stays whole)
 TABLE1_CSV = ["dataset", "category", "backbone", "budget", "shots", "step", "method", "metric",
               "n", "seeds", "mean", "std", "paper", "diff"]
 TABLE2_CSV = ["dataset", "category", "backbone", "budget", "shots", "known_type", "method", "metric",
@@ -70,18 +70,58 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
 
 
+#: one cell of ours as :func:`atac.reporting.summary.ours_cell` writes it, and what may follow it (‡)
+_OURS_CELL = re.compile(r"^(?P<mean>-?\d+\.\d+)(?: ± (?P<std>\d+\.\d+))? \((?P<n>\d+)\)(?P<rest>.*)$")
+
+
+def _short(number: str) -> str:
+    """``"0.004"`` → ``".004"`` (a std below one without its leading zero); others as they are."""
+    return number[1:] if number.startswith("0.") else number
+
+
+def _common_n(cells) -> int | None:
+    """The number of seeds most cells of ours have (the larger on a tie); None when no cell has one."""
+    ns = [int(m["n"]) for c in cells if (m := _OURS_CELL.match(c))]
+    if not ns:
+        return None
+    return max(set(ns), key=lambda n: (ns.count(n), n))
+
+
+def _html_cell(cell: str, common: int | None) -> str:
+    """A text cell as compact HTML: ours ``mean ± .std`` (narrow no-break spaces around ``±``), the
+    number of seeds as a superscript ``n=k`` only where it is not ``common``; any other cell escaped,
+    its spaces before ``(`` and around ``±`` narrow and unbreakable."""
+    m = _OURS_CELL.match(cell)
+    if m is None:
+        return html.escape(cell.replace(" ± ", THIN + "±" + THIN).replace(" (", THIN + "("), quote=False)
+    text = m["mean"] + (f"{THIN}±{THIN}{_short(m['std'])}" if m["std"] else "")
+    if int(m["n"]) != common:
+        text += f'<sup class="n">n={m["n"]}</sup>'
+    return text + html.escape(m["rest"].replace(" ", THIN), quote=False)
+
+
 def to_html(wide: pd.DataFrame) -> str:
     """A wide table as HTML for the book: its caption in a ``<p class="atac-results-caption">``,
     the table (a pandas Styler; ``class="atac-results"``, whose CSS in ``book/_static/book.css``
-    keeps every cell on one line in a compact font; the paper's cells of class ``paper``; thin
-    spaces around ``±`` and before ``(n)``), then its notes in a ``<p class="atac-results-notes">``."""
+    keeps every cell on one line in a compact font; a two-level header, the method over ``ours`` and
+    ``paper``; the paper's cells of class ``paper``), then its notes in a ``<p
+    class="atac-results-notes">``. To fit the book's article, ours are written compactly: ``0.979 ±
+    .004`` (narrow no-break spaces, :data:`THIN`), the number of seeds said once in the caption
+    ("n = 3 seeds per cell unless marked") and as a superscript ``n=1`` on a cell of another n."""
     classes = pd.DataFrame([["paper" if c[-1] == "paper" else "ours" for c in wide.columns]] * len(wide),
                            index=wide.index, columns=wide.columns)
     digest = hashlib.sha256(wide.to_csv().encode()).hexdigest()[:8]   # the same table, the same id
-    thin = wide.map(lambda c: c.replace(" ± ", THIN + "±" + THIN).replace(" (", THIN + "("))
-    table = (Styler(thin, uuid=digest, cell_ids=False).set_table_attributes(f'class="{HTML_CLASS}"')
+    ours = [c for col in wide.columns if col[-1] != "paper" for c in wide[col]]
+    common = _common_n(ours)
+    cells = wide.map(lambda c: _html_cell(c, common))
+    table = (Styler(cells, uuid=digest, cell_ids=False).set_table_attributes(f'class="{HTML_CLASS}"')
              .set_td_classes(classes).to_html())
-    caption = f'<p class="{HTML_CLASS}-caption">{_inline(wide.attrs.get("caption", ""))}</p>\n'
+    said = ""
+    if common is not None:
+        marked = any((m := _OURS_CELL.match(c)) and int(m["n"]) != common for c in ours)
+        said = (f" Each cell of ours: mean ± std over n = {common} seed{'s' if common != 1 else ''}"
+                + (", unless marked with another n." if marked else "."))
+    caption = f'<p class="{HTML_CLASS}-caption">{_inline(wide.attrs.get("caption", "") + said)}</p>\n'
     notes = "".join(f'<p class="{HTML_CLASS}-notes">{_inline(n)}</p>\n' for n in wide.attrs.get("notes", []))
     return caption + table + notes
 
@@ -132,23 +172,30 @@ def _render(rows: list[dict], fmt: str, columns: list[str], wide) -> str:
     return to_markdown(wide(rows))
 
 
-def render_class_table2(rows: list[dict], dataset: str = "mvtec_ad", category: str = "metal_nut") -> str:
-    """One class of Table 2 in the paper's layout, ours beside the paper's (:func:`to_markdown` of
-    :func:`~atac.reporting.table2.table2_wide` of that class), its caption headed by the class's name.
+def render_class_table2(rows: list[dict], dataset: str = "mvtec_ad", category: str = "metal_nut",
+                        fmt: str = "markdown", shots_as: str = "columns") -> str:
+    """One class of Table 2 in the paper's layout, ours beside the paper's (:func:`to_markdown` or
+    :func:`to_html` of :func:`~atac.reporting.table2.table2_wide` of that class), its caption headed
+    by the class's name.
 
     Args:
         rows: from :func:`atac.reporting.table2.table2_rows` (rows of other classes are ignored;
             there may be none of this class: then ours are "—" and the caption says so).
         dataset, category: the class (the paper's Table 2 classes are ``mvtec_ad`` tile and
             metal_nut; for another class the paper's columns are "—").
+        fmt: ``"markdown"`` or ``"html"`` (for the book).
+        shots_as: as in :func:`~atac.reporting.table2.table2_wide` (``"rows"``: half as wide).
     Returns:
-        Markdown ending in a newline. Raises ValueError when neither we nor the paper have the class.
+        The text, ending in a newline. Raises ValueError when neither we nor the paper have the
+        class, or on an unknown ``fmt``.
     """
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"unknown format '{fmt}'; choose markdown or html")
     mine = [r for r in rows if (r["dataset"], r["category"]) == (dataset, category)]
-    wide = table2_wide(mine, classes=[(dataset, category)])
+    wide = table2_wide(mine, classes=[(dataset, category)], shots_as=shots_as)
     metric = mine[0]["metric"] if mine else "image_auroc"
     wide.attrs["caption"] = f"**{dataset} / {category}**: " + table2_caption(mine, metric)
-    return to_markdown(wide)
+    return to_markdown(wide) if fmt == "markdown" else to_html(wide)
 
 
 def render_published_table2(fmt: str = "markdown") -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pandas as pd
 
-from ..config import RunConfig, identity
+from ..config import RunConfig, identity_key
 from ..frame import CLASS_FIELDS, SPLIT_FIELDS, arm_labels, records_frame
 
 REQUIRED_KEYS = ("method", "backbone", "dataset", "category", "setting", "shots", "seed")
@@ -86,8 +87,7 @@ _DEFAULTS = RunConfig().to_dict()
 def run_key(config: dict) -> str:
     """The run identity minus the seed and the class fields, as text (equal for two runs exactly
     when they differ in nothing but those; a missing field counts as its default)."""
-    ident = {k: v for k, v in identity(_full(config)).items() if k not in ("seed", *CLASS_FIELDS)}
-    return json.dumps(ident, sort_keys=True, default=list)
+    return identity_key(_full(config), without=("seed", *CLASS_FIELDS))
 
 
 def check_records(records: list[dict], metric: str) -> None:
@@ -134,8 +134,11 @@ def runs_frame(records: list[dict], metric: str) -> pd.DataFrame:
 
 def _name_split_fields(frame: pd.DataFrame, plain: list[dict]) -> None:
     """Where runs that would share a row's label differ in a field of :data:`_SPLIT_ONLY`, add
-    ``field=value`` to their ``budget`` label (arm labels leave those fields out)."""
-    cols = [*CLASS_FIELDS, "method", "backbone", "budget"]
+    ``field=value`` to their ``budget`` label (arm labels leave those fields out). The runs compared
+    are those of one (dataset, category, setting, shots, method, backbone, budget) over every known
+    type: a field that varies for only some types names the runs of every type, so that the types of
+    one split still share a label (and Table 2 its mean over types)."""
+    cols = [*(f for f in CLASS_FIELDS if f != "known_type"), "method", "backbone", "budget"]
     shown = pd.Series(["|".join(map(str, t)) for t in zip(*(frame[k] for k in cols))], index=frame.index)
     for f in _SPLIT_ONLY:
         values = pd.Series([json.dumps(_full(p["config"]).get(f)) for p in plain], index=frame.index)
@@ -166,18 +169,19 @@ def summarise(records: list[dict], keys: tuple[str, ...], metric: str) -> list[d
         raise ValueError(f"seed(s) {seeds} appear more than once in group {key}; remove the duplicate "
                          "records")
     by = frame.sort_values("seed_order", kind="stable").groupby("group", sort=True)
-    stats = by["value"].agg(["count", "mean", "std"])
     members = by["record"].agg(list)
     rows = []
     for g, idx in members.items():
         first = frame.loc[frame["group"] == g].iloc[0]
         recs = [records[i] for i in idx]
-        std = stats.at[g, "std"]
+        values = [float(r[metric]) for r in recs]
+        # statistics.fmean / stdev (a correctly rounded sum, exact arithmetic) rather than pandas'
+        # mean / std, whose last digit may differ: the CSV's numbers are compared exactly
         rows.append({**{k: (first["budget"] if k == "budget" else records[first["record"]].get(k))
                         for k in keys},
-                     "run": first["run"], "n": int(stats.at[g, "count"]), "seeds": [r["seed"] for r in recs],
-                     "values": [float(r[metric]) for r in recs], "mean": float(stats.at[g, "mean"]),
-                     "std": None if pd.isna(std) else float(std)})
+                     "run": first["run"], "n": len(values), "seeds": [r["seed"] for r in recs],
+                     "values": values, "mean": statistics.fmean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else None})
     return rows
 
 
@@ -186,7 +190,7 @@ def view_summary(records: list[dict], methods: tuple[str, ...] = ("atac",)) -> l
 
     Beyond the paper (it reports the final score only): records of zoom recipes carry
     ``view_auroc`` = {``full``, ``zoom``}, the image AUROC of each view's score alone
-    (:func:`atac.train.evaluate_run`); the final score is their mean (supplement, Algorithm 2).
+    (:func:`atac.run.evaluate_run`); the final score is their mean (supplement, Algorithm 2).
 
     Args:
         records: results records (``metrics.json``); those of ``methods`` without ``view_auroc``

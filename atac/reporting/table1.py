@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .published import CITATION, LADDER, PAPER_NAMES, TABLE1_METHODS, method_order, table1_value
+from .published import CITATION, LADDER, MISSING, PAPER_NAMES, TABLE1_METHODS, method_order, table1_value
 from .summary import METRIC_NAMES, as_rows, check_records, class_name, ours_cell, summarise
 
 TABLE1_KEYS = ("dataset", "category", "backbone", "budget", "shots", "method")
-MISSING = "—"
 
 
 def table1_rows(records: list[dict], metric: str = "image_auroc") -> list[dict]:

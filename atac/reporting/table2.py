@@ -9,14 +9,13 @@ import statistics
 
 import pandas as pd
 
-from .published import (CITATION, ERRATUM_MARK, MEAN, PAPER_NAMES, TABLE2_ORDER, paper_cell, paper_table2,
-                        table2_entry, table2_method_order, type_order)
+from .published import (CITATION, ERRATUM_MARK, MEAN, MISSING, PAPER_NAMES, TABLE2_ORDER, paper_cell,
+                        paper_table2, table2_entry, table2_method_order, type_order)
 from .summary import METRIC_NAMES, as_rows, check_records, class_name, defect_types, ours_cell, summarise
 from .table1 import setup_label
 
 TABLE2_KEYS = ("dataset", "category", "backbone", "budget", "shots", "known_type", "method")
 CLASS_KEYS = tuple(k for k in TABLE2_KEYS if k != "known_type")
-MISSING = "—"
 
 
 def table2_rows(records: list[dict], metric: str = "image_auroc",
@@ -90,7 +89,7 @@ def _type_means(rows: list[dict], metric: str, types: dict) -> list[dict]:
             continue
         mine = runs_of[runs_of["known_type"].isin(list(want))]
         common = mine.pivot(index="seed_order", columns="known_type", values="value").dropna().sort_index()
-        values = [float(v) for v in common.mean(axis=1)]
+        values = [statistics.fmean(float(v) for v in line) for line in common.to_numpy()]   # per seed, over types
         seed_of = dict(zip(mine["seed_order"].tolist(), mine["seed"].tolist()))
         seeds = [seed_of[s] for s in common.index]
         left_out = len(mine) - len(seeds) * len(want)
@@ -142,7 +141,7 @@ def condense_hard(rows: list[dict]) -> list[dict]:
     return out
 
 
-def table2_wide(rows, classes: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+def table2_wide(rows, classes: list[tuple[str, str]] | None = None, shots_as: str = "columns") -> pd.DataFrame:
     """Table 2 in the paper's layout: per class, one line per known type (the mean over types last),
     and per number of known anomalies M (side by side) and method our cell beside the paper's.
 
@@ -151,6 +150,9 @@ def table2_wide(rows, classes: list[tuple[str, str]] | None = None) -> pd.DataFr
             ``classes`` names classes of the paper.
         classes: the (dataset, category) classes to show, in this order; None: those of ``rows``.
             A class without rows of ours shows the paper's values only (ours "—").
+        shots_as: ``"columns"``: the numbers of known anomalies side by side, as the paper prints
+            them; ``"rows"``: one line per known type and M (M = 1 and M = 10 of a type adjacent),
+            the columns per method only — half as wide, for the book's article.
     Returns:
         A DataFrame of text cells. Index: ``class``, ``setup`` (``"backbone, budget"``, only when the
         rows of a shown class hold more than one; never pooled) and ``known type`` (the class's
@@ -159,11 +161,15 @@ def table2_wide(rows, classes: list[tuple[str, str]] | None = None) -> pd.DataFr
         the metric is image AUROC). Ours: ``mean ± std (n)``; a mean whose runs differ in seeds
         between types is marked ‡ (``"(no common seed) ‡"`` where none is shared); the paper's
         erratum (Tile, ten shots, DRA: printed 0.935) is marked †. ``attrs["caption"]``: what the
-        table shows and whence; ``attrs["notes"]``: the ‡ and † notes, one string each.
+        table shows and whence; ``attrs["notes"]``: the ‡ and † notes, one string each. With
+        ``shots_as="rows"`` the index ends in ``M`` (an int) and the columns are (method, part).
     Raises:
-        ValueError: a class to show has neither rows of ours nor values of the paper, or nothing to
-            show.
+        ValueError: a class to show has neither rows of ours nor values of the paper, nothing to
+            show, or ``shots_as`` is neither.
     """
+    if shots_as not in ("columns", "rows"):
+        raise ValueError(f"shots_as must be 'columns' or 'rows', got {shots_as!r}")
+    by_rows = shots_as == "rows"
     rows = as_rows(rows)
     metric = rows[0].get("metric", "image_auroc") if rows else "image_auroc"
     with_paper = metric == "image_auroc"
@@ -190,23 +196,28 @@ def table2_wide(rows, classes: list[tuple[str, str]] | None = None) -> pd.DataFr
             for t in types:
                 shown = f"{MEAN} ({len(types) - 1} types)" if t == MEAN else t
                 key = (class_name(dataset, category),) + ((setup,) if several else ()) + (shown,)
-                line = lines.setdefault(key, {})
-                for s in shots:
+                for s in sorted(shots):
+                    line = lines.setdefault(key + ((s,) if by_rows else ()), {})
+                    head = () if by_rows else (f"M = {s}",)
                     for m in methods:
                         r = by.get((s, t, m))
-                        line[(f"M = {s}", PAPER_NAMES.get(m, m), "ours")] = _ours(r, notes)
+                        line[(*head, PAPER_NAMES.get(m, m), "ours")] = _ours(r, notes)
                         p = theirs.get((category, t, s, m))
                         if with_paper:
-                            line[(f"M = {s}", PAPER_NAMES.get(m, m), "paper")] = (
+                            line[(*head, PAPER_NAMES.get(m, m), "paper")] = (
                                 MISSING if p is None else paper_cell(p["image_auroc"], p["types_mean"],
                                                                      p["erratum"], types=False))
                         if p is not None and p["erratum"] and p["erratum"] not in notes:
                             notes.append(p["erratum"])
-    columns = [(f"M = {s}", PAPER_NAMES.get(m, m), part) for s in sorted(all_shots) for m in methods
-               for part in (("ours", "paper") if with_paper else ("ours",))]
-    index = pd.MultiIndex.from_tuples(list(lines), names=["class", *(["setup"] if several else []), "known type"])
-    out = pd.DataFrame(list(lines.values()), index=index)
-    out = out.reindex(columns=pd.MultiIndex.from_tuples(columns, names=["M", "method", ""]))
+    parts = ("ours", "paper") if with_paper else ("ours",)
+    if by_rows:
+        columns = [(PAPER_NAMES.get(m, m), part) for m in methods for part in parts]
+    else:
+        columns = [(f"M = {s}", PAPER_NAMES.get(m, m), part) for s in sorted(all_shots) for m in methods
+                   for part in parts]
+    names = ["class", *(["setup"] if several else []), "known type", *(["M"] if by_rows else [])]
+    out = pd.DataFrame(list(lines.values()), index=pd.MultiIndex.from_tuples(list(lines), names=names))
+    out = out.reindex(columns=pd.MultiIndex.from_tuples(columns, names=[*([] if by_rows else ["M"]), "method", ""]))
     out = out.astype(object).fillna(MISSING)
     out.attrs["caption"] = table2_caption(rows, metric)
     out.attrs["notes"] = _notes(notes, paper)
