@@ -148,8 +148,9 @@ MEASURED_RIGHT = ("M", "AUROC", "paper")
 
 def crop_threshold_frame(records: list[dict], files: list[str] | None = None) -> pd.DataFrame:
     """ATAC-Net's recorded runs by crop threshold w: one row per results file, class, setting (and
-    known type), backbone, budget (:func:`atac.reporting.summary.budget`), M and w — runs that differ
-    in any of these are never averaged — with ``seeds`` and ``AUROC`` (the mean image AUROC over them),
+    known type), backbone, setup (:func:`atac.reporting.summary.setups`: the budget and any other
+    config field in which the runs differ, e.g. a zoom-study reading), M and w — runs that differ in
+    any of these are never averaged — with ``seeds`` and ``AUROC`` (the mean image AUROC over them),
     in short columns (``file`` without ``.jsonl``, ``data`` the class with the setting, the budget
     cut by :func:`atac.reporting.render.budget_columns`); columns constant over the rows are said in
     ``attrs["constant"]`` (:func:`atac.reporting.render.drop_constant`).
@@ -159,15 +160,16 @@ def crop_threshold_frame(records: list[dict], files: list[str] | None = None) ->
         files: each record's file name (None: column ``file`` is left out).
     """
     from .render import budget_columns, drop_constant
-    from .summary import budget
+    from .summary import setups
 
     out = []
+    labels = setups(records)
     for i, r in enumerate(records):
         kt = r.get("known_type") or ""
         out.append({"file": "" if files is None else Path(files[i]).stem,
                     "data": str(r["category"]) + ("" if r["setting"] == "general" else f", {r['setting']}")
                     + (f" ({kt})" if kt else ""), "backbone": str(r["backbone"]),
-                    **budget_columns(budget(r)), "M": str(r["shots"]), "w": f"{r['config']['crop_threshold']:g}",
+                    **budget_columns(labels[i]), "M": str(r["shots"]), "w": f"{r['config']['crop_threshold']:g}",
                     "seed": r["seed"], "auroc": float(r["image_auroc"])})
     columns = ["file", "data", "backbone", "budget", "steps", "batch", "px", "variant", "M", "w"]
     if not out:
