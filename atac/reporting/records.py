@@ -163,7 +163,7 @@ def crop_threshold_frame(records: list[dict], files: list[str] | None = None) ->
     from .summary import setups
 
     out = []
-    labels = setups(records)
+    labels = setups(records, shown=("crop_threshold",))
     for i, r in enumerate(records):
         kt = r.get("known_type") or ""
         out.append({"file": "" if files is None else Path(files[i]).stem,

@@ -63,11 +63,13 @@ def budget(record: dict) -> str:
             f"steps, batch {c.get('batch_size', '?')}, {c.get('image_size', '?')} px")
 
 
-def setups(records: list[dict]) -> list[str]:
+def setups(records: list[dict], shown: tuple[str, ...] = ()) -> list[str]:
     """Each record's setup label: :func:`budget`, then (after ``"; "``) the config fields in which runs
     of its method differ among ``records`` (:func:`atac.frame.arm_labels`, e.g. ``lr=0.001``), so
-    that runs whose configs differ in anything but the seed and the class are never pooled."""
-    labels = arm_labels([r.get("config") or {} for r in records], ignore=_NAMED, within_method=True)
+    that runs whose configs differ in anything but the seed and the class are never pooled. Fields in
+    ``shown`` are left out of the label (a table that has a column of their own)."""
+    labels = arm_labels([r.get("config") or {} for r in records], ignore=(*_NAMED, *shown),
+                        within_method=True)
     out = []
     for r, label in zip(records, labels):
         variant = label.partition(" ")[2]
