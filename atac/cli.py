@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     cp.add_argument("--out", help="write the table to this file instead of printing it")
     cp.add_argument("--list-arms", action="store_true", help="list the arms and their run counts, compare nothing")
+    cp.add_argument("--sweep", action="append", default=[], metavar="FILE",
+                    help="the sweep file that fills these results (repeatable): Markdown output then "
+                         "says how many of its runs are recorded, per class, and calls the comparison "
+                         "interim until all are")
     cp.set_defaults(func=cli_report.cmd_compare)
 
     rp = sub.add_parser("reproduce", help="train a recorded run again and compare its AUROC",

@@ -115,6 +115,31 @@ def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, settin
     return text
 
 
+def _compare_sweep_notes(sweep_files: list[str], results: list[str]) -> str:
+    """For ``atac compare --sweep FILE``: how many of the sweep's runs the results hold, per class
+    (atac.reporting.sweep_progress, every setting); while some are missing, the comparison is
+    called interim (its n counts the pairs recorded so far)."""
+    from . import reporting
+    from .results import load_records
+    from .sweep import load_sweep
+
+    records = [r for name in results for r in load_records(name)]
+    text = ""
+    for f in sweep_files:
+        sw = load_sweep(f)
+        progress = reporting.sweep_progress(records, [r.config.to_dict() for r in sw.runs])
+        n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+        if n_rec == n_runs:
+            text += f"\nSweep {sw.name} ({f}): all {n_runs} of its runs are in these results.\n"
+            continue
+        text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} runs are in these results, so this "
+                 "comparison is interim (n is the number of pairs recorded so far):\n")
+        for p in progress:
+            name = p["category"] if p["category"] == p["dataset"] else f"{p['dataset']} / {p['category']}"
+            text += f"- {name}: {p['n_recorded']} of {p['n_runs']} runs\n"
+    return text
+
+
 def cmd_compare(args) -> int:
     if not args.list_arms and not args.baseline:
         raise ValueError("--baseline ARM is required (see --list-arms for the arms)")
@@ -142,6 +167,7 @@ def cmd_compare(args) -> int:
         text = (f"Paired {args.metric} differences (arm − baseline; same class and seed = same split), "
                 f"mean [95% bootstrap interval], pairs with arm > baseline, verdict from the interval:\n\n"
                 + format_comparison(table).to_markdown(index=False) + "\n")
+        text += _compare_sweep_notes(args.sweep, args.results)
     if args.out:
         from .results import atomic_write_text
         atomic_write_text(args.out, text)

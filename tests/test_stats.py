@@ -128,3 +128,20 @@ def test_a_contrast_refuses_two_runs_of_one_arm_class_and_seed():
     frame = records_frame([_record(seed=0), _record(seed=0), _record("atac", seed=0)])
     with pytest.raises(ValueError, match="several runs"):
         contrast(frame, {"atac": 1, "deviation": -1})
+
+
+def test_atac_compare_with_its_sweep_says_how_much_is_recorded(tmp_path, capsys):
+    sweep = tmp_path / "study.yaml"
+    sweep.write_text("name: study\nresults: r.jsonl\nbase:\n  preset: cpu\n  backbone: mobilenet_v2\n"
+                     "grid:\n  - dataset: mvtec_ad\n    category: [grid, metal_nut]\n"
+                     "    method: [deviation, atac]\n    seed: [0, 1]\n")
+    recs = [_record("deviation", "grid", s, 0.8) for s in range(2)] + [_record("atac", "grid", s, 0.7) for s in range(2)]
+    path = tmp_path / "r.jsonl"
+    write_records(path, recs)
+    assert main(["compare", "--results", str(path), "--baseline", "deviation", "--sweep", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "Sweep study (" in out and "4 of its 8 runs are in these results, so this comparison is interim" in out
+    assert "- mvtec_ad / grid: 4 of 4 runs" in out and "- mvtec_ad / metal_nut: 0 of 4 runs" in out
+    write_records(path, recs + [_record(m, "metal_nut", s, 0.8) for m in ("deviation", "atac") for s in range(2)])
+    assert main(["compare", "--results", str(path), "--baseline", "deviation", "--sweep", str(sweep)]) == 0
+    assert "all 8 of its runs are in these results" in capsys.readouterr().out
