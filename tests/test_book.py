@@ -947,7 +947,10 @@ def test_companion_chapter_executes_with_ci_parameters(name, tmp_path, synth_roo
         assert "**`table1-cpu-10epochs-partial.jsonl`** (a stopped attempt" in found
         assert "general, mobilenet_v2, cpu: 15 epochs × 20 steps, batch 16, 224 px, M = 10: image AUROC" in found
         assert "over seed(s) 0, 1, 2; the paper (ResNet-50, its budget, Table 1): 0.988." in found
-        assert "in `table1-cpu.jsonl`, pooled over its classes, ATAC-Net minus DevNet is -0.056 [" in glued["zoom_verdict"]
+        # the committed results: the value moves as the sweep adds classes, the sentence's form does not
+        assert re.search(r"in `table1-cpu.jsonl`, pooled over its classes, ATAC-Net minus DevNet is [+-]\d\.\d{3} "
+                         r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] over \d+ pair\(s\) of the same split, \d+ positive: "
+                         r"(above|below|not distinguishable)", glued["zoom_verdict"])
     elif name == "run_it_yourself":
         assert glued["demo_category"] == "'my_parts'" and "metrics.json" in glued["outputs"]
         assert (tmp_path / "run" / "own-data" / "mvtec_ad" / "my_parts" / "train" / "good").is_dir()
