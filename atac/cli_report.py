@@ -102,33 +102,37 @@ def _sweep_notes(sweep_files: list[str], records: list[dict], which: str, settin
     """For ``atac table --sweep FILE``: how many of each class's runs of the sweep the records hold,
     and, for a class with none yet, the paper's values for it (atac.reporting.render_progress)."""
     from . import reporting
-    from .sweep import load_sweep
 
     text = ""
     for f in sweep_files or []:
-        sw = load_sweep(f)
-        progress = reporting.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
-        n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+        sw, progress, n_runs, n_rec = _sweep_counts(f, records, setting)
         text += (f"\nSweep {sw.name} ({f}): {n_rec} of its {n_runs} {setting}-setting runs are in these "
                  "results" + (", all of them.\n" if n_rec == n_runs else ":\n"))
         text += reporting.render_progress(progress, which, sweep_name=f"sweep {sw.name}", present=present)
     return text
 
 
+def _sweep_counts(sweep_file: str, records: list[dict], setting: str | None = None):
+    """The sweep of ``sweep_file``, its per-class progress over ``records``
+    (atac.reporting.sweep_progress) and the totals: (sweep, progress, runs, recorded)."""
+    from . import reporting
+    from .sweep import load_sweep
+
+    sw = load_sweep(sweep_file)
+    progress = reporting.sweep_progress(records, [r.config.to_dict() for r in sw.runs], setting)
+    return sw, progress, sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+
+
 def _compare_sweep_notes(sweep_files: list[str], results: list[str]) -> str:
     """For ``atac compare --sweep FILE``: how many of the sweep's runs the results hold, per class
     (atac.reporting.sweep_progress, every setting); while some are missing, the comparison is
     called interim (its n counts the pairs recorded so far)."""
-    from . import reporting
     from .results import load_records
-    from .sweep import load_sweep
 
     records = [r for name in results for r in load_records(name)]
     text = ""
     for f in sweep_files:
-        sw = load_sweep(f)
-        progress = reporting.sweep_progress(records, [r.config.to_dict() for r in sw.runs])
-        n_runs, n_rec = sum(p["n_runs"] for p in progress), sum(p["n_recorded"] for p in progress)
+        sw, progress, n_runs, n_rec = _sweep_counts(f, records)
         if n_rec == n_runs:
             text += f"\nSweep {sw.name} ({f}): all {n_runs} of its runs are in these results.\n"
             continue
