@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     cp.add_argument("--format", choices=["markdown", "csv"], default="markdown")
     cp.add_argument("--out", help="write the table to this file instead of printing it")
+    cp.add_argument("--t-check", action="store_true",
+                    help="Markdown: add a column with a t interval of the same mean (pooled: stratified "
+                         "by class, Welch-Satterthwaite degrees of freedom) and its verdict, a check of the "
+                         "bootstrap at few seeds, not the decision rule (CSV always has t_low, t_high, "
+                         "t_verdict)")
     cp.add_argument("--list-arms", action="store_true", help="list the arms and their run counts, compare nothing")
     cp.add_argument("--sweep", action="append", default=[], metavar="FILE",
                     help="the sweep file that fills these results (repeatable): Markdown output then "

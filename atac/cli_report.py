@@ -169,8 +169,10 @@ def cmd_compare(args) -> int:
         text = table.to_csv(index=False, float_format="%.6g")
     else:
         text = (f"Paired {args.metric} differences (arm − baseline; same class and seed = same split), "
-                f"mean [95% bootstrap interval], pairs with arm > baseline, verdict from the interval:\n\n"
-                + format_comparison(table).to_markdown(index=False) + "\n")
+                f"mean [95% bootstrap interval], pairs with arm > baseline, verdict from the interval"
+                + (" (t check: a t interval of the same mean and its verdict, not the decision rule)"
+                   if args.t_check else "") + ":\n\n"
+                + format_comparison(table, check=args.t_check).to_markdown(index=False) + "\n")
         text += _compare_sweep_notes(args.sweep, args.results)
     if args.out:
         from .results import atomic_write_text

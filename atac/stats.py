@@ -7,6 +7,14 @@ known type, shots) and same seed (:mod:`atac.frame`). The statistic is the mean 
 resampled within each class (each class a separate sample). The verdict is read from the interval
 only: ``above`` (lower end > 0), ``below`` (upper end < 0), else ``not distinguishable``.
 
+Beside it, every table carries a check that is not the decision rule: a t interval of the same mean
+(:func:`t_interval`; pooled: the stratified mean's standard error, Welch–Satterthwaite degrees of
+freedom) and its verdict, ``t_verdict``. A bootstrap interval from three to six values covers less
+often than its nominal 95%: it cannot reach beyond the values' own range (from three values, the
+resampled means take at most ten distinct values), where a t interval from three values reaches
+4.3 standard errors either side. Where the bootstrap's above/below is not the t check's, the
+bootstrap's verdict is fragile.
+
 Example:
     >>> from atac.frame import load_frame                                 # doctest: +SKIP
     >>> from atac.stats import paired_comparison                           # doctest: +SKIP
@@ -70,6 +78,32 @@ def bootstrap_interval(samples: list[np.ndarray], confidence: float = 0.95, n_re
     return float(lo), float(hi)
 
 
+def t_interval(samples: list[np.ndarray], confidence: float = 0.95) -> tuple[float, float]:
+    """The t interval of the mean over all values of ``samples`` (strata, as in
+    :func:`bootstrap_interval`): the mean ± t quantile × its standard error, with the standard error
+    of a stratified mean, sqrt(sum_k n_k s_k² / N²), and Welch–Satterthwaite degrees of freedom.
+    One stratum: ``scipy.stats.ttest_1samp(x, 0).confidence_interval(confidence)``. A stratum of one
+    value adds no variance (held fixed); every stratum of one value: the values as one sample.
+    Fewer than two values in all, or a value not finite: (nan, nan), which :func:`verdict` reads
+    as "too few pairs". No spread within any stratum: the mean at both ends.
+
+    Source: Satterthwaite, *Biometrics Bulletin* 2 (1946); Welch, *Biometrika* 34 (1947);
+    Cochran, *Sampling Techniques* (1977), ch. 5 (the stratified mean)."""
+    allv = np.concatenate(samples) if len(samples) else np.array([])
+    n_all = len(allv)
+    if n_all < 2 or not np.isfinite(allv).all():
+        return float("nan"), float("nan")
+    free = [s for s in samples if len(s) >= 2] or [allv]
+    m = float(allv.mean())
+    parts = np.array([0.0 if np.ptp(s) == 0 else len(s) * np.var(s, ddof=1) / n_all ** 2 for s in free])
+    se2 = float(parts.sum())
+    if se2 == 0:
+        return m, m
+    df = se2 ** 2 / float(sum(p ** 2 / (len(s) - 1) for p, s in zip(parts, free)))
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se2 ** 0.5
+    return m - half, m + half
+
+
 def verdict(lo: float, hi: float) -> str:
     """``above`` / ``below`` / ``not distinguishable`` from an interval; ``too few pairs`` if undefined."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -112,13 +146,22 @@ def paired_differences(frame: pd.DataFrame, arm: str, baseline: str, metric: str
     return pairs.drop(columns=["split_id_arm", "split_id_base"]).sort_values(["class", "seed"]).reset_index(drop=True)
 
 
+def _t_check(samples: list[np.ndarray], confidence: float) -> dict:
+    lo, hi = t_interval(samples, confidence)
+    return {"t_low": lo, "t_high": hi, "t_verdict": verdict(lo, hi)}
+
+
 def paired_comparison(frame: pd.DataFrame, baseline: str, arms: list[str] | None = None,
                       metric: str = "image_auroc", confidence: float = 0.95,
                       n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Every arm (or ``arms``) against ``baseline``: one row per (arm, class) and a pooled row per
     arm, with ``n`` (pairs), ``mean_diff``, ``ci_low``, ``ci_high``, ``n_positive`` (pairs with
-    arm > baseline) and ``verdict`` (:func:`verdict`). Arms without a shared (class, seed) are left
-    out. See the module docstring for the interval."""
+    arm > baseline) and ``verdict`` (:func:`verdict`), then the check ``t_low``, ``t_high`` and
+    ``t_verdict`` (:func:`t_interval`). Arms without a shared (class, seed) are left out. See the
+    module docstring for the intervals.
+
+    Raises:
+        ValueError: as :func:`paired_differences`."""
     arms = [a for a in (arms or sorted(frame["arm"].unique())) if a != baseline]
     rows = []
     for arm in arms:
@@ -131,27 +174,54 @@ def paired_comparison(frame: pd.DataFrame, baseline: str, arms: list[str] | None
             samples.append(d)
             lo, hi = bootstrap_interval([d], confidence, n_resamples, seed)
             rows.append({"arm": arm, "baseline": baseline, "class": cls, "n": len(d), "mean_diff": d.mean(),
-                         "ci_low": lo, "ci_high": hi, "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi)})
+                         "ci_low": lo, "ci_high": hi, "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi),
+                         **_t_check([d], confidence)})
         if len(samples) > 1:
             d = np.concatenate(samples)
             lo, hi = bootstrap_interval(samples, confidence, n_resamples, seed)
             rows.append({"arm": arm, "baseline": baseline, "class": POOLED, "n": len(d), "mean_diff": d.mean(),
-                         "ci_low": lo, "ci_high": hi, "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi)})
+                         "ci_low": lo, "ci_high": hi, "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi),
+                         **_t_check(samples, confidence)})
     return pd.DataFrame(rows, columns=["arm", "baseline", "class", "n", "mean_diff", "ci_low", "ci_high",
-                                       "n_positive", "verdict"])
+                                       "n_positive", "verdict", "t_low", "t_high", "t_verdict"])
 
 
-def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
+def t_check_note(paired: dict) -> str:
+    """A clause for a sentence whose verdict is read from the bootstrap interval of
+    :func:`summarize_contrast` (or a row of :func:`paired_comparison`): empty when the t check
+    agrees or either has no interval; where the bootstrap says above or below and the t interval
+    includes 0, e.g. ``"fragile: a t interval over the same pairs, [-0.173, +0.094], includes 0"``;
+    where the bootstrap includes 0 and the t interval does not, e.g. ``"a t interval over the same
+    pairs, [+0.001, +0.020], lies above 0"``. ``paired``: a dict or a pandas row with ``verdict``,
+    ``t_verdict``, ``t_low`` and ``t_high``."""
+    tv, bv = paired.get("t_verdict"), paired.get("verdict")
+    if tv in (None, "too few pairs", bv) or bv == "too few pairs":
+        return ""
+    interval = f"a t interval over the same pairs, [{paired['t_low']:+.3f}, {paired['t_high']:+.3f}]"
+    if tv == "not distinguishable":
+        return f"fragile: {interval}, includes 0"
+    return f"{interval}, lies {tv} 0"
+
+
+def format_comparison(table: pd.DataFrame, check: bool = False) -> pd.DataFrame:
     """The comparison for reading: ``difference`` as ``+0.012 [-0.004, +0.030]`` (three decimals),
-    ``positive`` as ``5/6``, beside arm, baseline, class and verdict."""
+    ``positive`` as ``5/6``, beside arm, baseline, class and verdict; with ``check``, a column
+    ``t check`` (the t interval and its verdict, e.g. ``[-0.173, +0.094] not distinguishable``).
+
+    Raises:
+        KeyError: ``check`` on a table without ``t_low``, ``t_high`` and ``t_verdict``."""
     def cell(r):
         ci = "" if not np.isfinite(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
         return f"{r.mean_diff:+.3f}{ci}"
 
-    return pd.DataFrame({"arm": table["arm"], "baseline": table["baseline"], "class": table["class"],
-                         "difference": [cell(r) for r in table.itertuples()],
-                         "positive": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n"])],
-                         "verdict": table["verdict"]})
+    out = pd.DataFrame({"arm": table["arm"], "baseline": table["baseline"], "class": table["class"],
+                        "difference": [cell(r) for r in table.itertuples()],
+                        "positive": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n"])],
+                        "verdict": table["verdict"]})
+    if check:
+        out["t check"] = [("" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}] ") + v
+                          for lo, hi, v in zip(table["t_low"], table["t_high"], table["t_verdict"])]
+    return out
 
 
 def contrast(frame: pd.DataFrame, terms: dict[str, float], metric: str = "image_auroc") -> pd.DataFrame:
@@ -189,12 +259,14 @@ def contrast(frame: pd.DataFrame, terms: dict[str, float], metric: str = "image_
 def summarize_contrast(values: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 10_000,
                        seed: int = 0) -> dict:
     """Pooled summary of :func:`contrast` values: ``n``, ``mean``, ``ci_low``, ``ci_high``
-    (seeds resampled within each class), ``n_positive`` and ``verdict``."""
+    (seeds resampled within each class), ``n_positive`` and ``verdict``, then the check ``t_low``,
+    ``t_high`` and ``t_verdict`` (:func:`t_interval`, stratified by class)."""
     samples = [g["diff"].to_numpy(dtype=float) for _, g in values.groupby("class")]
     if not samples:
         return {"n": 0, "mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-                "n_positive": 0, "verdict": "too few pairs"}
+                "n_positive": 0, "verdict": "too few pairs", "t_low": float("nan"),
+                "t_high": float("nan"), "t_verdict": "too few pairs"}
     d = np.concatenate(samples)
     lo, hi = bootstrap_interval(samples, confidence, n_resamples, seed)
     return {"n": len(d), "mean": float(d.mean()), "ci_low": lo, "ci_high": hi,
-            "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi)}
+            "n_positive": int((d > 0).sum()), "verdict": verdict(lo, hi), **_t_check(samples, confidence)}

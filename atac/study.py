@@ -56,8 +56,10 @@ def _reading(verdict: str, sign: int) -> str:
 
 def comparisons(frame: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
     """Every pre-registered comparison, pooled over the classes: ``hypothesis``, ``comparison``,
-    ``n`` (pairs), ``mean``, ``ci_low``, ``ci_high``, ``n_positive``, ``verdict`` and ``reading``
-    (against the predicted sign). A comparison whose arms have no run yet has n = 0."""
+    ``n`` (pairs), ``mean``, ``ci_low``, ``ci_high``, ``n_positive``, ``verdict``, the t check
+    ``t_low``, ``t_high``, ``t_verdict`` (:func:`atac.stats.t_interval`; not the registered rule) and
+    ``reading`` (of ``verdict``, against the predicted sign). A comparison whose arms have no run yet
+    has n = 0."""
     present = set(frame["arm"]) if len(frame) else set()
     rows = []
     for hyp, what, terms, sign in COMPARISONS:

@@ -2,13 +2,15 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from atac import reporting
 from atac.cli import main
 from atac.config import RunConfig, preset
 from atac.frame import arm_labels, records_frame
 from atac.results import write_records
-from atac.stats import bootstrap_interval, paired_comparison, paired_differences, verdict
+from atac.stats import (bootstrap_interval, format_comparison, paired_comparison, paired_differences,
+                        t_check_note, t_interval, verdict)
 
 
 def _record(method="deviation", category="grid", seed=0, auroc=0.9, split="s", **fields):
@@ -71,6 +73,55 @@ def test_pooled_resamples_within_each_class():
     assert pooled["verdict"] == "above"
 
 
+def test_the_t_check_on_known_answers():
+    x = np.array([0.006, -0.025, -0.099])
+    # one stratum: the one-sample t interval
+    assert t_interval([x]) == pytest.approx(tuple(stats.ttest_1samp(x, 0).confidence_interval()), abs=1e-12)
+    # two strata of equal size and spread, shifted: the stratified mean's standard error is
+    # s / sqrt(2n) and Welch-Satterthwaite gives 2(n - 1) degrees of freedom
+    a = np.array([0.01, 0.02, 0.03, 0.04])
+    lo, hi = t_interval([a, a + 0.1])
+    half = stats.t.ppf(0.975, 6) * a.std(ddof=1) / np.sqrt(8)
+    assert (lo, hi) == pytest.approx((a.mean() + 0.05 - half, a.mean() + 0.05 + half), abs=1e-12)
+    # the pooled t check is narrower than a t interval that ignores the strata (their means differ)
+    naive = stats.ttest_1samp(np.concatenate([a, a + 0.1]), 0).confidence_interval()
+    assert naive.low < lo and hi < naive.high
+    # strata of unequal size and spread: the stratified mean is Welch's difference of the strata
+    # scaled by their shares, so its interval is Welch's (Welch-Satterthwaite degrees of freedom)
+    b = np.array([0.02, 0.10, -0.05, 0.07, 0.01])
+    welch = stats.ttest_ind(a[:3] * 3 / 8, -b * 5 / 8, equal_var=False)
+    assert t_interval([a[:3], b]) == pytest.approx(tuple(welch.confidence_interval()), abs=1e-12)
+    assert 2 < welch.df < 6                                    # neither pooled (6) nor the smaller (2)
+    # a stratum of one value moves the mean and adds no variance
+    lo, hi = t_interval([np.array([0.5]), a])
+    half = stats.t.ppf(0.975, 3) * np.sqrt(4 * a.var(ddof=1)) / 5
+    assert (lo, hi) == pytest.approx(((0.5 + a.sum()) / 5 - half, (0.5 + a.sum()) / 5 + half), abs=1e-12)
+    # one value per stratum: the values are one sample
+    assert t_interval([a[:1], a[1:2], a[2:3]]) == pytest.approx(
+        tuple(stats.ttest_1samp(a[:3], 0).confidence_interval()), abs=1e-12)
+    assert np.isnan(t_interval([np.array([0.1])])).all()
+    assert t_interval([np.array([0.1] * 3)]) == (pytest.approx(0.1, abs=1e-15),) * 2   # no spread
+    assert t_interval([np.array([0.1] * 3), np.array([0.2] * 2)]) == (pytest.approx(0.14, abs=1e-15),) * 2
+    assert np.isnan(t_interval([np.array([0.1, np.nan, 0.2])])).all() and np.isnan(t_interval([])).all()
+
+
+def test_tables_carry_the_t_check_beside_the_registered_verdict():
+    # three seeds, mean below: the bootstrap says below, the t interval (2 degrees of freedom) does not
+    table = paired_comparison(_study({"grid": [0.006, -0.025, -0.099]}), "deviation")
+    row = table.iloc[0]
+    assert row["verdict"] == "below" and row["t_verdict"] == "not distinguishable"
+    assert (row["t_low"], row["t_high"]) == pytest.approx((-0.1733, 0.0947), abs=1e-4)
+    shown = format_comparison(table, check=True)
+    assert shown["t check"].iloc[0] == "[-0.173, +0.095] not distinguishable"
+    assert "t check" not in format_comparison(table).columns
+    assert t_check_note(row) == "fragile: a t interval over the same pairs, [-0.173, +0.095], includes 0"
+    # the bootstrap includes 0 but the t interval does not: said, and not called fragile
+    assert t_check_note({"verdict": "not distinguishable", "t_verdict": "above", "t_low": 0.001,
+                         "t_high": 0.02}) == "a t interval over the same pairs, [+0.001, +0.020], lies above 0"
+    agree = paired_comparison(_study({"grid": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}), "deviation").iloc[0]
+    assert agree["verdict"] == agree["t_verdict"] == "above" and t_check_note(agree) == ""
+
+
 def test_pairs_need_one_split_one_run_and_a_known_arm():
     recs = [_record("deviation", seed=0), _record("atac", seed=0, split="other")]
     with pytest.raises(ValueError, match="split"):
@@ -96,6 +147,11 @@ def test_atac_compare_prints_each_arm_per_class_and_pooled(tmp_path, capsys):
     assert any("| atac " in ln and "below" in ln for ln in out.splitlines())
     assert main(["compare", "--results", str(path), "--baseline", "nothing"]) == 2
     assert "arms: atac, atac zoom_loss=per_view, deviation" in capsys.readouterr().err
+    assert main(["compare", "--results", str(path), "--baseline", "deviation", "--t-check"]) == 0
+    out = capsys.readouterr().out
+    assert "t check" in out and "not the decision rule" in out
+    assert any(ln.startswith("| atac zoom_loss=per_view") and ln.rstrip(" |").endswith("above")
+               and ln.count("[+0.050, +0.050]") == 2 for ln in out.splitlines())
 
 
 def test_tables_never_pool_runs_whose_configs_differ_beyond_the_seed():

@@ -182,6 +182,14 @@ def test_ladder_pairs_judge_each_claim_paired_by_seed():
     recs += [rec("deviation", 0.93 + d, seed=s) for s, d in enumerate((0.02, -0.02, 0.01))]
     p = [p for p in reporting.ladder_pairs(reporting.table1_rows(recs)) if p["better"] == "deviation"][0]
     assert p["verdict"] == "not resolved" and "the 95% interval includes 0" in p["sentence"]
+    assert "fragile" not in p["sentence"]                  # the t check agrees: nothing added
+    # three seeds, all below but spread: the bootstrap's verdict stands, the t check flags it
+    recs = [r for r in ladder_records(good) if r["method"] != "atac"]
+    recs += [rec("atac", 0.95 + d, seed=s) for s, d in enumerate((-0.01, -0.025, -0.099))]
+    p = [p for p in reporting.ladder_pairs(reporting.table1_rows(recs)) if p["better"] == "atac"][0]
+    assert p["verdict"] == "not supported" and p["paired"]["t_verdict"] == "not distinguishable"
+    assert p["sentence"].endswith(f"the interval below 0; fragile: a t interval over the same pairs, "
+                                  f"[{p['paired']['t_low']:+.3f}, {p['paired']['t_high']:+.3f}], includes 0)")
     # one seed each: no interval, not resolved; a missing method: cannot tell
     rows = reporting.table1_rows([rec("atac", 0.9), rec("deviation", 0.8)])
     pairs = {(p["better"], p["worse"]): p for p in reporting.ladder_pairs(rows)}
@@ -478,6 +486,7 @@ def test_table2_claims():
     assert "The paper's claim (ATAC-Net above both) holds here." in s
     # each type's seeds move alike in every method: the paired differences have no spread within a type
     assert "paired by type and seed over 15 runs: +0.070 [+0.070, +0.070], above" in s
+    assert "fragile" not in s and c["t_confirmed"] is True      # no spread: the t check agrees
     assert c["paired"]["dra"]["verdict"] == "above" and c["paired"]["dra"]["n_positive"] == 12
     # one seed per type: the five type splits are resampled; against DRA the interval includes 0
     (one,) = reporting.table2_claims(reporting.table2_rows(hard_records(good, seeds=(0,), shots=1)))
@@ -500,6 +509,15 @@ def test_table2_claims():
         hard_records(nut, dataset="mvtec_ad", category="metal_nut", shots=1)))
     assert c["all_types"] is False and "over 1 known type of 4" in c["sentence"]
     assert c["paper_holds"] is True and "On the paper's own values for this class it holds" in c["sentence"]
+    # above both rivals by the bootstrap, three spread seeds of one type: the t check does not confirm
+    t = MT_TYPES[0]
+    recs = [hrec(m, 0.80, t, seed=s) for m in ("deviation", "dra") for s in range(3)]
+    recs += [hrec("atac", 0.80 + d, t, seed=s) for s, d in enumerate((0.02, 0.01, 0.06))]
+    (c,) = reporting.table2_claims(reporting.table2_rows(recs))
+    assert c["holds"] is True and c["paired"]["dra"]["t_verdict"] == "not distinguishable"
+    assert "+0.030 [" in c["sentence"] and "], above (fragile: a t interval over the same pairs, [" in c["sentence"]
+    assert "holds here, though the t check does not confirm it." in c["sentence"]
+    assert c["t_confirmed"] is False
 
 
 def test_table2_claims_per_setup():

@@ -10,7 +10,7 @@ import statistics
 
 import pandas as pd
 
-from ..stats import summarize_contrast
+from ..stats import summarize_contrast, t_check_note
 from .published import (MEAN, PAPER_BACKBONE, PAPER_NAMES, PAPER_ORDER, RIVALS, TABLE2_ORDER, method_order,
                         paper_table1, paper_table2, type_order)
 from .summary import METRIC_NAMES, defect_types
@@ -139,6 +139,9 @@ def ladder_pairs(rows: list[dict], shots: int = 10,
                        else "too few paired seeds for an interval")
                 res["sentence"] = (f"not resolved: {better} {b['mean']:.3f} vs {worse} {w['mean']:.3f}, "
                                    f"a difference of {diff:+.3f} ({interval}; {why})")
+            note = t_check_note(paired)
+            if note:   # every sentence here ends in its parenthesis
+                res["sentence"] = res["sentence"][:-1] + f"; {note})"
             out.append(res)
     return out
 
@@ -209,7 +212,9 @@ def table2_claims(rows: list[dict]) -> list[dict]:
         of the two methods' mean-row std, or None}), ``beats`` ({rival: True / False, None when it
         cannot tell}), ``paired`` ({rival: paired differences over (known type, seed),
         :func:`atac.stats.summarize_contrast`}), ``holds`` (True: ATAC-Net's paired interval lies above
-        both rivals'; False: below either; None when it cannot tell or is not resolved), ``paper_holds``
+        both rivals'; False: below either; None when it cannot tell or is not resolved),
+        ``t_confirmed`` (whether the t intervals of :func:`atac.stats.t_interval` give the same
+        judgement; None where ``holds`` is None), ``paper_holds``
         (the same on the paper's per-type values for a Table 2 class and shots; else None) and
         ``sentence`` (a plain statement of all this).
     Raises:
@@ -248,7 +253,7 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
            "setups": {m: f"{s[0]} ({s[1]})" for m, s in setup.items() if s is not None},
            "types": types, "n_types": len(types), "all_types": all_types, "missing": missing,
            "means": {}, "wins": {}, "spread": {}, "beats": {r: None for r in RIVALS}, "holds": None,
-           "paper_holds": None}
+           "t_confirmed": None, "paper_holds": None}
     name = category if category == dataset else f"{dataset} / {category}"
     where = f"{name}, {shots} known anomal{'y' if shots == 1 else 'ies'} of one type"
     pt = [k[1] for k in paper if dataset == "mvtec_ad" and k[0] == category and k[2] == shots
@@ -285,6 +290,8 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
         else:
             text += (f"; paired by type and seed over {paired['n']} runs: {paired['mean']:+.3f} "
                      f"[{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}], {paired['verdict']}")
+            note = t_check_note(paired)
+            text += f" ({note})" if note else ""
         parts.append(text)
     # the claim judged from the paired intervals: above both rivals holds; below either does not
     judged = [res["paired"][r]["verdict"] for r in RIVALS]
@@ -299,8 +306,15 @@ def _claim(dataset, category, shots, setup, by_method, missing, means_rows, pape
                    for r in per_type.values()), "image_auroc")
     mname = METRIC_NAMES.get(metric, str(metric))
     mname = mname[0].lower() + mname[1:]
+    # the t check of that judgement: above both rivals confirmed; below one rival confirmed
+    t_judged = [res["paired"][r]["t_verdict"] for r in RIVALS]
+    confirmed = (all(v == "above" for v in t_judged) if res["holds"] is True else
+                 any(b == "below" and t == "below" for b, t in zip(judged, t_judged)))
+    res["t_confirmed"] = None if res["holds"] is None else confirmed
+    verdict += " here" + ("" if res["holds"] is None or confirmed else
+                          ", though the t check does not confirm it")
     sent = (f"{where}, mean {mname} on unseen types over {scope}: ATAC-Net {parts[0]}; it "
-            f"{parts[1]}. The paper's claim (ATAC-Net above both) {verdict} here.")
+            f"{parts[1]}. The paper's claim (ATAC-Net above both) {verdict}.")
     if any(present[m][t]["n"] < 2 for m in present for t in types):
         sent += " Some of these runs have one seed only, so their seed-to-seed spread is unknown."
     if res["paper_holds"] is not None:
