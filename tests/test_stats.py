@@ -201,3 +201,21 @@ def test_atac_compare_with_its_sweep_says_how_much_is_recorded(tmp_path, capsys)
     write_records(path, recs + [_record(m, "metal_nut", s, 0.8) for m in ("deviation", "atac") for s in range(2)])
     assert main(["compare", "--results", str(path), "--baseline", "deviation", "--sweep", str(sweep)]) == 0
     assert "all 8 of its runs are in these results" in capsys.readouterr().out
+
+
+def test_the_zoom_study_comparisons_carry_the_t_check():
+    from atac import study
+
+    frame = _study({"grid": [0.006, -0.025, -0.099], "metal_nut": [-0.01, -0.02, -0.03]})
+    table = study.comparisons(frame)
+    assert len(table) == len(study.COMPARISONS)
+    ba = table[table["comparison"].str.startswith("B − A")].iloc[0]
+    assert ba["n"] == 6 and ba["mean"] == pytest.approx(-0.178 / 6)
+    assert (ba["t_low"], ba["t_high"]) == pytest.approx(t_interval([np.array([0.006, -0.025, -0.099]),
+                                                                    np.array([-0.01, -0.02, -0.03])]))
+    shown = study.format_comparisons(table)
+    row = shown[shown["comparison"].str.startswith("B − A")].iloc[0]
+    assert row["positive"] == "1/6" and row["difference"].startswith("-0.030 [")
+    assert row["t check"] == f"[{ba['t_low']:+.3f}, {ba['t_high']:+.3f}] {ba['t_verdict']}"
+    empty = shown[shown["comparison"].str.startswith("C − B")].iloc[0]       # no run of C yet
+    assert (empty["difference"], empty["positive"], empty["t check"]) == ("—", "0/0", "too few pairs")
