@@ -203,6 +203,20 @@ def t_check_note(paired: dict) -> str:
     return f"{interval}, lies {tv} 0"
 
 
+def interval_text(mean: float, lo: float, hi: float) -> str:
+    """A mean and its interval for reading, three decimals: ``+0.012 [-0.004, +0.030]``; the mean
+    alone when the interval is undefined; ``—`` when the mean is (no pairs)."""
+    if not np.isfinite(mean):
+        return "—"
+    return f"{mean:+.3f}" + ("" if not np.isfinite(lo) else f" [{lo:+.3f}, {hi:+.3f}]")
+
+
+def t_check_text(lo: float, hi: float, t_verdict: str) -> str:
+    """The t check for a table cell: ``[-0.173, +0.094] not distinguishable``; the verdict alone
+    when the interval is undefined."""
+    return ("" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}] ") + t_verdict
+
+
 def format_comparison(table: pd.DataFrame, check: bool = False) -> pd.DataFrame:
     """The comparison for reading: ``difference`` as ``+0.012 [-0.004, +0.030]`` (three decimals),
     ``positive`` as ``5/6``, beside arm, baseline, class and verdict; with ``check``, a column
@@ -210,17 +224,13 @@ def format_comparison(table: pd.DataFrame, check: bool = False) -> pd.DataFrame:
 
     Raises:
         KeyError: ``check`` on a table without ``t_low``, ``t_high`` and ``t_verdict``."""
-    def cell(r):
-        ci = "" if not np.isfinite(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
-        return f"{r.mean_diff:+.3f}{ci}"
-
     out = pd.DataFrame({"arm": table["arm"], "baseline": table["baseline"], "class": table["class"],
-                        "difference": [cell(r) for r in table.itertuples()],
+                        "difference": [interval_text(*v) for v in
+                                       zip(table["mean_diff"], table["ci_low"], table["ci_high"])],
                         "positive": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n"])],
                         "verdict": table["verdict"]})
     if check:
-        out["t check"] = [("" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}] ") + v
-                          for lo, hi, v in zip(table["t_low"], table["t_high"], table["t_verdict"])]
+        out["t check"] = [t_check_text(*v) for v in zip(table["t_low"], table["t_high"], table["t_verdict"])]
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .stats import contrast, summarize_contrast
+from .stats import contrast, interval_text, summarize_contrast, t_check_text
 
 ARMS = {
     "A": "deviation",
@@ -75,17 +75,14 @@ def comparisons(frame: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFram
 def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`comparisons` for reading: ``hypothesis``, ``comparison``, ``difference`` as
     ``+0.012 [-0.004, +0.030]`` (three decimals), ``positive`` as ``5/6``, ``verdict``, ``reading``
-    and ``t check`` (the t interval and its verdict; not the registered rule)."""
-    def interval(m, lo, hi):
-        return "—" if pd.isna(m) else f"{m:+.3f}" + ("" if pd.isna(lo) else f" [{lo:+.3f}, {hi:+.3f}]")
-
+    and ``t check`` (the t interval and its verdict; not the registered rule), as
+    :func:`atac.stats.format_comparison` writes them."""
     return pd.DataFrame({
         "hypothesis": table["hypothesis"], "comparison": table["comparison"],
-        "difference": [interval(*v) for v in zip(table["mean"], table["ci_low"], table["ci_high"])],
+        "difference": [interval_text(*v) for v in zip(table["mean"], table["ci_low"], table["ci_high"])],
         "positive": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n"])],
         "verdict": table["verdict"], "reading": table["reading"],
-        "t check": [("" if pd.isna(lo) else f"[{lo:+.3f}, {hi:+.3f}] ") + v
-                    for lo, hi, v in zip(table["t_low"], table["t_high"], table["t_verdict"])]})
+        "t check": [t_check_text(*v) for v in zip(table["t_low"], table["t_high"], table["t_verdict"])]})
 
 
 def completeness(frame: pd.DataFrame, classes: int = CLASSES, seeds: int = SEEDS) -> pd.DataFrame:

@@ -183,7 +183,8 @@ def test_ladder_pairs_judge_each_claim_paired_by_seed():
     p = [p for p in reporting.ladder_pairs(reporting.table1_rows(recs)) if p["better"] == "deviation"][0]
     assert p["verdict"] == "not resolved" and "the 95% interval includes 0" in p["sentence"]
     assert "fragile" not in p["sentence"]                  # the t check agrees: nothing added
-    # three seeds, all below but spread: the bootstrap's verdict stands, the t check flags it
+    # three seeds, the mean below and the differences spread (0, -0.025, -0.109): the bootstrap's
+    # verdict stands, the t check flags it
     recs = [r for r in ladder_records(good) if r["method"] != "atac"]
     recs += [rec("atac", 0.95 + d, seed=s) for s, d in enumerate((-0.01, -0.025, -0.099))]
     p = [p for p in reporting.ladder_pairs(reporting.table1_rows(recs)) if p["better"] == "atac"][0]
