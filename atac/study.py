@@ -139,3 +139,79 @@ def diagnostics_summary(diagnostics: pd.DataFrame, digits: int = 3) -> pd.DataFr
     keys = [k for k in DIAGNOSTIC_NAMES if k in diagnostics.columns]
     return (diagnostics.groupby(["arm", "category"])[keys].mean().round(digits)
             .rename(columns=DIAGNOSTIC_NAMES).rename_axis(index={"category": "class"}))
+
+
+def load_machine_windows(path) -> list[dict]:
+    """The CPU types a results file's sittings ran on, from a JSON file beside it
+    (``paper_runs/results/zoom-study-cpu.machines.json``): its ``windows``, each a dict with
+    ``from`` and ``until`` (ISO 8601 UTC times; null for open), ``cpu_model`` and
+    ``cpu_capability``. An absent file gives ``[]``.
+
+    Raises:
+        ValueError: the file is not JSON, or a window lacks one of those fields (the message
+            names the file and the window).
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        windows = json.loads(path.read_text())["windows"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a machine-windows file (JSON with a 'windows' list): {exc}") from exc
+    for i, w in enumerate(windows):
+        missing = [k for k in ("from", "until", "cpu_model", "cpu_capability") if k not in w]
+        if missing:
+            raise ValueError(f"{path}: window {i} lacks {', '.join(missing)}")
+    return windows
+
+
+def machine_types(records: list[dict], windows: list[dict] = ()) -> pd.DataFrame:
+    """Which CPU type trained each run, counted: one row per type with ``cpu`` ("model, capability"),
+    ``runs`` and ``seeds`` (sorted). A record's type is its own ``machine.cpu_model`` and
+    ``machine.cpu_capability`` where it records them; otherwise that of the window (see
+    :func:`load_machine_windows`) its ``finished`` time falls in (``from`` < finished ≤ ``until``);
+    otherwise "not recorded". Older code did not record the CPU type, hence the windows."""
+    from datetime import datetime
+
+    def when(text):
+        return None if text is None else datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+    spans = [(when(w["from"]), when(w["until"]), f"{w['cpu_model']}, {w['cpu_capability']}")
+             for w in windows]
+    rows = []
+    for r in records:
+        m = r.get("machine") or {}
+        cpu = (f"{m['cpu_model']}, {m['cpu_capability']}"
+               if m.get("cpu_model") and m.get("cpu_capability") else None)
+        if cpu is None and r.get("finished"):
+            t = when(r["finished"])
+            cpu = next((c for lo, hi, c in spans
+                        if (lo is None or lo < t) and (hi is None or t <= hi)), None)
+        rows.append({"cpu": cpu or "not recorded", "seed": r.get("seed")})
+    if not rows:
+        return pd.DataFrame({"cpu": [], "runs": [], "seeds": []})
+    frame = pd.DataFrame(rows)
+    out = frame.groupby("cpu", sort=False).agg(runs=("seed", "size"),
+                                               seeds=("seed", lambda s: sorted(set(s))))
+    return out.reset_index()
+
+
+def machine_sentence(types: pd.DataFrame) -> str:
+    """:func:`machine_types` in words: "one CPU type: X (n runs)" or "k CPU types: X (n runs, seeds
+    0–2), Y (m runs, seeds 3, 4)"."""
+    if not len(types):
+        return "no CPU type yet (no runs)"
+
+    def seeds(s):
+        s = list(s)
+        if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+            return f"seeds {s[0]}–{s[-1]}"
+        return ("seed " if len(s) == 1 else "seeds ") + ", ".join(map(str, s))
+
+    parts = [f"{r['cpu']} ({r['runs']} run{'s' if r['runs'] != 1 else ''}, {seeds(r['seeds'])})"
+             for _, r in types.iterrows()]
+    return (f"one CPU type: {parts[0]}" if len(parts) == 1
+            else f"{len(parts)} CPU types: " + "; ".join(parts))

@@ -43,7 +43,7 @@ EXPECTED = {
                         "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences",
                         "nut_status", "nut_table", "nut_claims", "nut_paper_claim", "nut_differences",
                         "nut_differences_source"), None),
-    "zoom_study": (("status", "verdicts", "n_comparisons"), None),
+    "zoom_study": (("status", "machines", "verdicts", "n_comparisons"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
 READS_RESULTS = {"table1", "generalisation", "zoom_study"}
@@ -1003,6 +1003,7 @@ def test_zoom_study_chapter_states_the_verdicts_from_the_results(tmp_path, synth
     nb = _execute("zoom_study", params, tmp_path)
     glued = _check_glue("zoom_study", nb)
     assert "interim" in glued["status"] and "12 of the 144" in glued["status"]
+    assert glued["machines"].startswith("one CPU type: ") and "(12 runs, seeds 0, 1)" in glued["machines"]
     v = glued["verdicts"]
     assert "**H1**, C − B: per-view loss against literal ATAC-Net: +0.150 [+0.150, +0.150] over 4 pairs" in v
     assert "above: as predicted" in v
