@@ -54,18 +54,35 @@ def _reading(verdict: str, sign: int) -> str:
     return "as predicted" if (verdict == "above") == (sign > 0) else "opposite to the prediction"
 
 
-def comparisons(frame: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+def _one_cpu_type(frame: pd.DataFrame, labels) -> pd.DataFrame:
+    """``frame`` without the runs of ``labels``' arms in (class, seed) groups trained on more than
+    one CPU type (``cpu`` column)."""
+    sub = frame[frame["arm"].isin(list(labels))]
+    kinds = sub["cpu"].fillna("not recorded").groupby([sub["category"], sub["seed"]]).transform("nunique")
+    return frame.drop(sub.index[kinds > 1])
+
+
+def comparisons(frame: pd.DataFrame, metric: str = "image_auroc", one_cpu_type: bool = False) -> pd.DataFrame:
     """Every pre-registered comparison, pooled over the classes: ``hypothesis``, ``comparison``,
     ``n`` (pairs), ``mean``, ``ci_low``, ``ci_high``, ``n_positive``, ``verdict``, the t check
     ``t_low``, ``t_high``, ``t_verdict`` (:func:`atac.stats.t_interval`; not the registered rule) and
     ``reading`` (of ``verdict``, against the predicted sign). A comparison whose arms have no run yet
-    has n = 0."""
+    has n = 0. ``one_cpu_type``: leave out, per comparison, the pairs whose arms were trained on
+    more than one CPU type (``frame`` then needs a ``cpu`` column: :func:`record_cpu_types`); a
+    check outside the registration.
+
+    Raises:
+        KeyError: ``one_cpu_type`` without a ``cpu`` column.
+    """
+    if one_cpu_type and len(frame) and "cpu" not in frame.columns:
+        raise KeyError("comparisons(one_cpu_type=True) needs a 'cpu' column (study.record_cpu_types)")
     present = set(frame["arm"]) if len(frame) else set()
     rows = []
     for hyp, what, terms, sign in COMPARISONS:
         labels = {ARMS[k]: c for k, c in terms.items()}
         if set(labels) <= present:
-            s = summarize_contrast(contrast(frame, labels, metric))
+            s = summarize_contrast(contrast(_one_cpu_type(frame, labels) if one_cpu_type else frame,
+                                            labels, metric))
         else:
             s = summarize_contrast(pd.DataFrame({"class": [], "diff": []}))
         rows.append({"hypothesis": hyp, "comparison": what, **s, "reading": _reading(s["verdict"], sign)})
@@ -141,77 +158,144 @@ def diagnostics_summary(diagnostics: pd.DataFrame, digits: int = 3) -> pd.DataFr
             .rename(columns=DIAGNOSTIC_NAMES).rename_axis(index={"category": "class"}))
 
 
-def load_machine_windows(path) -> list[dict]:
-    """The CPU types a results file's sittings ran on, from a JSON file beside it
-    (``paper_runs/results/zoom-study-cpu.machines.json``): its ``windows``, each a dict with
-    ``from`` and ``until`` (ISO 8601 UTC times; null for open), ``cpu_model`` and
-    ``cpu_capability``. An absent file gives ``[]``.
 
+def _utc(text, where: str):
+    """An ISO 8601 time as an aware UTC datetime (a time without an offset is read as UTC);
+    None stays None. Raises ValueError naming ``where``."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {text!r} is not an ISO 8601 time") from exc
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def load_machine_windows(path, required: bool = False) -> list[dict]:
+    """The CPU types the sittings of a study ran on, read from the JSON file ``path``
+    (``paper_runs/results/zoom-study-cpu.machines.json``): its ``windows``, a list of objects with
+    ``from`` and ``until`` (ISO 8601 times, UTC where no offset is given; null: open),
+    ``cpu_model`` and ``cpu_capability``, in time order and not overlapping. A record belongs to
+    the window with ``from`` < ``finished`` ≤ ``until``.
+
+    Returns:
+        the windows, ``from``/``until`` parsed to aware UTC datetimes; ``[]`` when ``path`` does not
+        exist and ``required`` is false.
     Raises:
-        ValueError: the file is not JSON, or a window lacks one of those fields (the message
-            names the file and the window).
+        FileNotFoundError: ``path`` does not exist and ``required`` is true.
+        ValueError: the file is not JSON with a ``windows`` list of objects, a window lacks a field
+            or has a time that does not parse, ``from`` is not before ``until``, or two windows
+            overlap (each message names the file and the window's index).
     """
     import json
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"machine-windows file not found: {path}")
         return []
     try:
         windows = json.loads(path.read_text())["windows"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a machine-windows file (JSON with a 'windows' list): {exc}") from exc
+    if not isinstance(windows, list) or not all(isinstance(w, dict) for w in windows):
+        raise ValueError(f"{path}: 'windows' must be a list of objects")
+    out = []
     for i, w in enumerate(windows):
         missing = [k for k in ("from", "until", "cpu_model", "cpu_capability") if k not in w]
         if missing:
             raise ValueError(f"{path}: window {i} lacks {', '.join(missing)}")
-    return windows
+        lo, hi = _utc(w["from"], f"{path}, window {i}, from"), _utc(w["until"], f"{path}, window {i}, until")
+        if lo is not None and hi is not None and not lo < hi:
+            raise ValueError(f"{path}: window {i} has 'from' not before 'until'")
+        if out and (out[-1]["until"] is None or lo is None or lo < out[-1]["until"]):
+            raise ValueError(f"{path}: window {i} overlaps window {i - 1} (windows go in time order)")
+        out.append({**w, "from": lo, "until": hi})
+    return out
+
+
+def record_cpu_types(records: list[dict], windows: list[dict] = ()) -> list[str | None]:
+    """The CPU type ("model, capability") that trained each record, in order: the record's own
+    ``machine.cpu_model`` and ``machine.cpu_capability`` where it holds both; otherwise that of the
+    window of :func:`load_machine_windows` its ``finished`` time falls in; otherwise None (a
+    record of code that records no CPU type, outside every window).
+
+    Raises:
+        ValueError: a record's ``finished`` is not an ISO 8601 time (named by its position).
+    """
+    spans = [(w["from"], w["until"], f"{w['cpu_model']}, {w['cpu_capability']}") for w in windows]
+    out = []
+    for i, r in enumerate(records):
+        m = r.get("machine") or {}
+        cpu = f"{m['cpu_model']}, {m['cpu_capability']}" if m.get("cpu_model") and m.get("cpu_capability") else None
+        if cpu is None and r.get("finished") and spans:
+            t = _utc(r["finished"], f"record {i + 1}, finished")
+            cpu = next((c for lo, hi, c in spans if (lo is None or lo < t) and (hi is None or t <= hi)), None)
+        out.append(cpu)
+    return out
 
 
 def machine_types(records: list[dict], windows: list[dict] = ()) -> pd.DataFrame:
-    """Which CPU type trained each run, counted: one row per type with ``cpu`` ("model, capability"),
-    ``runs`` and ``seeds`` (sorted). A record's type is its own ``machine.cpu_model`` and
-    ``machine.cpu_capability`` where it records them; otherwise that of the window (see
-    :func:`load_machine_windows`) its ``finished`` time falls in (``from`` < finished ≤ ``until``);
-    otherwise "not recorded". Older code did not record the CPU type, hence the windows."""
-    from datetime import datetime
-
-    def when(text):
-        return None if text is None else datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-    spans = [(when(w["from"]), when(w["until"]), f"{w['cpu_model']}, {w['cpu_capability']}")
-             for w in windows]
-    rows = []
-    for r in records:
-        m = r.get("machine") or {}
-        cpu = (f"{m['cpu_model']}, {m['cpu_capability']}"
-               if m.get("cpu_model") and m.get("cpu_capability") else None)
-        if cpu is None and r.get("finished"):
-            t = when(r["finished"])
-            cpu = next((c for lo, hi, c in spans
-                        if (lo is None or lo < t) and (hi is None or t <= hi)), None)
-        rows.append({"cpu": cpu or "not recorded", "seed": r.get("seed")})
-    if not rows:
-        return pd.DataFrame({"cpu": [], "runs": [], "seeds": []})
-    frame = pd.DataFrame(rows)
-    out = frame.groupby("cpu", sort=False).agg(runs=("seed", "size"),
-                                               seeds=("seed", lambda s: sorted(set(s))))
-    return out.reset_index()
+    """:func:`record_cpu_types` counted: one row per CPU type, in order of first appearance, with
+    ``cpu`` ("model, capability"; "not recorded" for records of no known type), ``runs`` and
+    ``seeds`` (sorted ints; records without a seed are counted in ``runs`` only)."""
+    cpus = record_cpu_types(records, windows)
+    rows = {}
+    for cpu, r in zip(cpus, records):
+        row = rows.setdefault(cpu or "not recorded", {"runs": 0, "seeds": set()})
+        row["runs"] += 1
+        if r.get("seed") is not None:
+            row["seeds"].add(int(r["seed"]))
+    return pd.DataFrame([{"cpu": c, "runs": v["runs"], "seeds": sorted(v["seeds"])} for c, v in rows.items()],
+                        columns=["cpu", "runs", "seeds"]).astype({"runs": int})
 
 
 def machine_sentence(types: pd.DataFrame) -> str:
-    """:func:`machine_types` in words: "one CPU type: X (n runs)" or "k CPU types: X (n runs, seeds
-    0–2), Y (m runs, seeds 3, 4)"."""
+    """:func:`machine_types` in words, e.g. "one CPU type: X (12 runs, seeds 0–5)" or "2 CPU types:
+    X (81 runs, seeds 0–3); Y (5 runs, seed 3)", then ", and n run(s) of no recorded CPU type"
+    where some are unknown; "no runs yet" for an empty frame."""
     if not len(types):
-        return "no CPU type yet (no runs)"
+        return "no runs yet"
 
     def seeds(s):
         s = list(s)
+        if not s:
+            return "no seed"
         if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
             return f"seeds {s[0]}–{s[-1]}"
         return ("seed " if len(s) == 1 else "seeds ") + ", ".join(map(str, s))
 
-    parts = [f"{r['cpu']} ({r['runs']} run{'s' if r['runs'] != 1 else ''}, {seeds(r['seeds'])})"
-             for _, r in types.iterrows()]
-    return (f"one CPU type: {parts[0]}" if len(parts) == 1
+    def runs(n):
+        return f"{n} run{'s' if n != 1 else ''}"
+
+    known = types[types["cpu"] != "not recorded"]
+    unknown = int(types.loc[types["cpu"] == "not recorded", "runs"].sum())
+    parts = [f"{r['cpu']} ({runs(r['runs'])}, {seeds(r['seeds'])})" for _, r in known.iterrows()]
+    text = ("no recorded CPU type" if not parts else f"one CPU type: {parts[0]}" if len(parts) == 1
             else f"{len(parts)} CPU types: " + "; ".join(parts))
+    if unknown and parts:
+        text += f", and {runs(unknown)} of no recorded CPU type"
+    elif unknown:
+        text += f" ({runs(unknown)})"
+    return text
+
+
+def cross_type_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """For each comparison of :data:`COMPARISONS`: ``n`` (class, seed) pairs with every arm of the
+    contrast recorded, and ``mixed``, how many of them had their arms trained on more than one CPU
+    type. ``frame`` is :func:`atac.frame.records_frame` with a ``cpu`` column
+    (:func:`record_cpu_types`; None where unknown, counted as its own type)."""
+    rows = []
+    for hyp, what, coefs, _sign in COMPARISONS:
+        labels = {ARMS[k] for k in coefs}
+        sub = frame[frame["arm"].isin(labels)]
+        n = mixed = 0
+        for _, g in sub.groupby(["category", "seed"]):
+            if set(g["arm"]) >= labels:
+                n += 1
+                mixed += g["cpu"].fillna("not recorded").nunique() > 1
+        rows.append({"hypothesis": hyp, "comparison": what.split(":")[0], "n": n, "mixed": int(mixed)})
+    return pd.DataFrame(rows)

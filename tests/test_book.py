@@ -43,7 +43,7 @@ EXPECTED = {
                         "claims_summary", "n_claims", "published_errata", "our_setups", "view_sentences",
                         "nut_status", "nut_table", "nut_claims", "nut_paper_claim", "nut_differences",
                         "nut_differences_source"), None),
-    "zoom_study": (("status", "machines", "verdicts", "n_comparisons"), None),
+    "zoom_study": (("status", "machines", "cross_types", "verdicts", "n_comparisons", "one_type"), None),
 }
 # chapters that read recorded results and train nothing (each has its own tests below)
 READS_RESULTS = {"table1", "generalisation", "zoom_study"}
@@ -989,6 +989,8 @@ def test_zoom_study_chapter_without_results_says_so(tmp_path):
     params.update(results=str(tmp_path / "none.jsonl"), profile="test", resamples=200)
     glued = _check_glue("zoom_study", _execute("zoom_study", params, tmp_path))
     assert "0 of the 144 registered runs" in glued["status"] and "No runs yet" in glued["verdicts"]
+    assert glued["machines"] == "no machine yet, as no run is recorded"
+    assert glued["cross_types"] == "no pair is recorded yet"
 
 
 @pytest.mark.slow
@@ -996,14 +998,22 @@ def test_zoom_study_chapter_states_the_verdicts_from_the_results(tmp_path, synth
     from atac.results import write_records
 
     results = tmp_path / "study.jsonl"
-    write_records(results, _study_records(synth_root))
+    recs = _study_records(synth_root)
+    for r in recs:   # as the study's code writes them: no CPU type, so the windows beside the file say it
+        r["machine"] = {k: v for k, v in r["machine"].items() if k not in ("cpu_model", "cpu_capability")}
+        r["finished"] = "2026-12-02T06:00:00+00:00"
+    write_records(results, recs)
+    (tmp_path / "study.machines.json").write_text(json.dumps({"windows": [
+        {"from": "2026-12-02T05:00:00+00:00", "until": None, "cpu_model": "Test CPU", "cpu_capability": "AVX2"}]}))
     build = _build_module()
     params = build.chapter_params(build.load_params("ci"), "zoom_study")
     params.update(results=str(results), profile="test", resamples=500)
     nb = _execute("zoom_study", params, tmp_path)
     glued = _check_glue("zoom_study", nb)
     assert "interim" in glued["status"] and "12 of the 144" in glued["status"]
-    assert glued["machines"].startswith("one CPU type: ") and "(12 runs, seeds 0, 1)" in glued["machines"]
+    assert glued["machines"] == "one CPU type: Test CPU, AVX2 (12 runs, seeds 0, 1)"
+    assert glued["cross_types"] == "every comparison's pairs were each trained on one CPU type"
+    assert glued["one_type"].startswith("no pair spans two CPU types")
     v = glued["verdicts"]
     assert "**H1**, C − B: per-view loss against literal ATAC-Net: +0.150 [+0.150, +0.150] over 4 pairs" in v
     assert "above: as predicted" in v
