@@ -186,13 +186,19 @@ def machine() -> dict[str, Any]:
             "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def same_machine_type(a: dict | None, b: dict | None) -> bool | None:
-    """Whether two records' ``machine`` dicts name the same CPU type (model and PyTorch CPU
-    capability); None when either lacks them (records written before they were recorded)."""
-    keys = ("cpu_model", "cpu_capability")
-    if not a or not b or any(a.get(k) is None or b.get(k) is None for k in keys):
+def cpu_type(machine: dict | None) -> str | None:
+    """A record's CPU type as "model, capability" (its ``machine`` dict's ``cpu_model`` and
+    ``cpu_capability``); None when it lacks either (records written before they were recorded)."""
+    if not machine or machine.get("cpu_model") is None or machine.get("cpu_capability") is None:
         return None
-    return all(a[k] == b[k] for k in keys)
+    return f"{machine['cpu_model']}, {machine['cpu_capability']}"
+
+
+def same_machine_type(a: dict | None, b: dict | None) -> bool | None:
+    """Whether two records' ``machine`` dicts name the same CPU type (:func:`cpu_type`); None when
+    either lacks it."""
+    ta, tb = cpu_type(a), cpu_type(b)
+    return None if ta is None or tb is None else ta == tb
 
 
 # Fractions a record holds: a number in [0, 1] (``image_auroc`` always; the others may be absent or

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .results import cpu_type
 from .stats import contrast, interval_text, summarize_contrast, t_check_text
 
 ARMS = {
@@ -54,12 +55,25 @@ def _reading(verdict: str, sign: int) -> str:
     return "as predicted" if (verdict == "above") == (sign > 0) else "opposite to the prediction"
 
 
-def _one_cpu_type(frame: pd.DataFrame, labels) -> pd.DataFrame:
-    """``frame`` without the runs of ``labels``' arms in (class, seed) groups trained on more than
-    one CPU type (``cpu`` column)."""
+#: the CPU type of a record that names none and falls in no window (:func:`record_cpu_types`)
+UNKNOWN_CPU = "not recorded"
+
+
+def _pairs(frame: pd.DataFrame, labels) -> pd.DataFrame:
+    """Per (class, seed) with a run of every arm in ``labels``: ``mixed``, whether those runs were
+    trained on more than one CPU type (``cpu`` column; an unknown type counts as its own)."""
     sub = frame[frame["arm"].isin(list(labels))]
-    kinds = sub["cpu"].fillna("not recorded").groupby([sub["category"], sub["seed"]]).transform("nunique")
-    return frame.drop(sub.index[kinds > 1])
+    groups = sub.assign(cpu=sub["cpu"].fillna(UNKNOWN_CPU)).groupby(["category", "seed"])
+    out = groups.agg(arms=("arm", "nunique"), kinds=("cpu", "nunique"))
+    out = out[out["arms"] == len(set(labels))]
+    return out.assign(mixed=out["kinds"] > 1)[["mixed"]]
+
+
+def _one_cpu_type(frame: pd.DataFrame, labels) -> pd.DataFrame:
+    """``frame`` without the runs of ``labels``' arms in the pairs of :func:`_pairs` that are mixed."""
+    mixed = _pairs(frame, labels).query("mixed").index
+    keys = pd.MultiIndex.from_frame(frame[["category", "seed"]])
+    return frame[~(frame["arm"].isin(list(labels)) & keys.isin(mixed))]
 
 
 def comparisons(frame: pd.DataFrame, metric: str = "image_auroc", one_cpu_type: bool = False) -> pd.DataFrame:
@@ -158,7 +172,6 @@ def diagnostics_summary(diagnostics: pd.DataFrame, digits: int = 3) -> pd.DataFr
             .rename(columns=DIAGNOSTIC_NAMES).rename_axis(index={"category": "class"}))
 
 
-
 def _utc(text, where: str):
     """An ISO 8601 time as an aware UTC datetime (a time without an offset is read as UTC);
     None stays None. Raises ValueError naming ``where``."""
@@ -219,18 +232,18 @@ def load_machine_windows(path, required: bool = False) -> list[dict]:
 
 def record_cpu_types(records: list[dict], windows: list[dict] = ()) -> list[str | None]:
     """The CPU type ("model, capability") that trained each record, in order: the record's own
-    ``machine.cpu_model`` and ``machine.cpu_capability`` where it holds both; otherwise that of the
+    ``machine.cpu_model`` and ``machine.cpu_capability`` where it holds both
+    (:func:`atac.results.cpu_type`); otherwise that of the
     window of :func:`load_machine_windows` its ``finished`` time falls in; otherwise None (a
     record of code that records no CPU type, outside every window).
 
     Raises:
         ValueError: a record's ``finished`` is not an ISO 8601 time (named by its position).
     """
-    spans = [(w["from"], w["until"], f"{w['cpu_model']}, {w['cpu_capability']}") for w in windows]
+    spans = [(w["from"], w["until"], cpu_type(w)) for w in windows]
     out = []
     for i, r in enumerate(records):
-        m = r.get("machine") or {}
-        cpu = f"{m['cpu_model']}, {m['cpu_capability']}" if m.get("cpu_model") and m.get("cpu_capability") else None
+        cpu = cpu_type(r.get("machine"))
         if cpu is None and r.get("finished") and spans:
             t = _utc(r["finished"], f"record {i + 1}, finished")
             cpu = next((c for lo, hi, c in spans if (lo is None or lo < t) and (hi is None or t <= hi)), None)
@@ -245,7 +258,7 @@ def machine_types(records: list[dict], windows: list[dict] = ()) -> pd.DataFrame
     cpus = record_cpu_types(records, windows)
     rows = {}
     for cpu, r in zip(cpus, records):
-        row = rows.setdefault(cpu or "not recorded", {"runs": 0, "seeds": set()})
+        row = rows.setdefault(cpu or UNKNOWN_CPU, {"runs": 0, "seeds": set()})
         row["runs"] += 1
         if r.get("seed") is not None:
             row["seeds"].add(int(r["seed"]))
@@ -271,8 +284,8 @@ def machine_sentence(types: pd.DataFrame) -> str:
     def runs(n):
         return f"{n} run{'s' if n != 1 else ''}"
 
-    known = types[types["cpu"] != "not recorded"]
-    unknown = int(types.loc[types["cpu"] == "not recorded", "runs"].sum())
+    known = types[types["cpu"] != UNKNOWN_CPU]
+    unknown = int(types.loc[types["cpu"] == UNKNOWN_CPU, "runs"].sum())
     parts = [f"{r['cpu']} ({runs(r['runs'])}, {seeds(r['seeds'])})" for _, r in known.iterrows()]
     text = ("no recorded CPU type" if not parts else f"one CPU type: {parts[0]}" if len(parts) == 1
             else f"{len(parts)} CPU types: " + "; ".join(parts))
@@ -290,12 +303,7 @@ def cross_type_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     (:func:`record_cpu_types`; None where unknown, counted as its own type)."""
     rows = []
     for hyp, what, coefs, _sign in COMPARISONS:
-        labels = {ARMS[k] for k in coefs}
-        sub = frame[frame["arm"].isin(labels)]
-        n = mixed = 0
-        for _, g in sub.groupby(["category", "seed"]):
-            if set(g["arm"]) >= labels:
-                n += 1
-                mixed += g["cpu"].fillna("not recorded").nunique() > 1
-        rows.append({"hypothesis": hyp, "comparison": what.split(":")[0], "n": n, "mixed": int(mixed)})
+        pairs = _pairs(frame, {ARMS[k] for k in coefs})
+        rows.append({"hypothesis": hyp, "comparison": what.split(":")[0], "n": len(pairs),
+                     "mixed": int(pairs["mixed"].sum())})
     return pd.DataFrame(rows)
