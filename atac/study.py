@@ -61,7 +61,12 @@ UNKNOWN_CPU = "not recorded"
 
 def _pairs(frame: pd.DataFrame, labels) -> pd.DataFrame:
     """Per (class, seed) with a run of every arm in ``labels``: ``mixed``, whether those runs were
-    trained on more than one CPU type (``cpu`` column; an unknown type counts as its own)."""
+    trained on more than one CPU type (``cpu`` column; an unknown type counts as its own).
+
+    Raises KeyError when ``frame`` has no ``cpu`` column."""
+    if "cpu" not in frame.columns:
+        raise KeyError("the frame has no 'cpu' column: add one with "
+                       "frame.assign(cpu=study.record_cpu_types(records, windows))")
     sub = frame[frame["arm"].isin(list(labels))]
     groups = sub.assign(cpu=sub["cpu"].fillna(UNKNOWN_CPU)).groupby(["category", "seed"])
     out = groups.agg(arms=("arm", "nunique"), kinds=("cpu", "nunique"))
@@ -300,7 +305,11 @@ def cross_type_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     """For each comparison of :data:`COMPARISONS`: ``n`` (class, seed) pairs with every arm of the
     contrast recorded, and ``mixed``, how many of them had their arms trained on more than one CPU
     type. ``frame`` is :func:`atac.frame.records_frame` with a ``cpu`` column
-    (:func:`record_cpu_types`; None where unknown, counted as its own type)."""
+    (:func:`record_cpu_types`; None where unknown, counted as its own type).
+
+    Raises:
+        KeyError: ``frame`` has no ``cpu`` column.
+    """
     rows = []
     for hyp, what, coefs, _sign in COMPARISONS:
         pairs = _pairs(frame, {ARMS[k] for k in coefs})

@@ -86,6 +86,12 @@ def test_cross_type_pairs_count_the_pairs_whose_arms_ran_on_different_types():
     assert t.loc["D − B", "n"] == 0
 
 
+
+def test_cross_type_pairs_without_a_cpu_column_say_how_to_add_one():
+    rows = pd.DataFrame([{"arm": study.ARMS["A"], "category": "grid", "seed": 0}])
+    with pytest.raises(KeyError, match="no 'cpu' column.*record_cpu_types"):
+        study.cross_type_pairs(rows)
+
 def test_the_committed_windows_cover_every_study_record_one_machine_each():
     from atac.results import load_records
 
