@@ -59,14 +59,15 @@ def _reading(verdict: str, sign: int) -> str:
 UNKNOWN_CPU = "not recorded"
 
 
+def _require_cpu(frame: pd.DataFrame, caller: str) -> None:
+    if "cpu" not in frame.columns:
+        raise KeyError(f"{caller} needs a 'cpu' column: "
+                       "frame.assign(cpu=study.record_cpu_types(records, windows))")
+
+
 def _pairs(frame: pd.DataFrame, labels) -> pd.DataFrame:
     """Per (class, seed) with a run of every arm in ``labels``: ``mixed``, whether those runs were
-    trained on more than one CPU type (``cpu`` column; an unknown type counts as its own).
-
-    Raises KeyError when ``frame`` has no ``cpu`` column."""
-    if "cpu" not in frame.columns:
-        raise KeyError("the frame has no 'cpu' column: add one with "
-                       "frame.assign(cpu=study.record_cpu_types(records, windows))")
+    trained on more than one CPU type (``cpu`` column; an unknown type counts as its own)."""
     sub = frame[frame["arm"].isin(list(labels))]
     groups = sub.assign(cpu=sub["cpu"].fillna(UNKNOWN_CPU)).groupby(["category", "seed"])
     out = groups.agg(arms=("arm", "nunique"), kinds=("cpu", "nunique"))
@@ -93,8 +94,8 @@ def comparisons(frame: pd.DataFrame, metric: str = "image_auroc", one_cpu_type: 
     Raises:
         KeyError: ``one_cpu_type`` without a ``cpu`` column.
     """
-    if one_cpu_type and len(frame) and "cpu" not in frame.columns:
-        raise KeyError("comparisons(one_cpu_type=True) needs a 'cpu' column (study.record_cpu_types)")
+    if one_cpu_type and len(frame):
+        _require_cpu(frame, "comparisons(one_cpu_type=True)")
     present = set(frame["arm"]) if len(frame) else set()
     rows = []
     for hyp, what, terms, sign in COMPARISONS:
@@ -310,6 +311,7 @@ def cross_type_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     Raises:
         KeyError: ``frame`` has no ``cpu`` column.
     """
+    _require_cpu(frame, "cross_type_pairs")
     rows = []
     for hyp, what, coefs, _sign in COMPARISONS:
         pairs = _pairs(frame, {ARMS[k] for k in coefs})

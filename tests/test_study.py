@@ -86,11 +86,11 @@ def test_cross_type_pairs_count_the_pairs_whose_arms_ran_on_different_types():
     assert t.loc["D − B", "n"] == 0
 
 
-
 def test_cross_type_pairs_without_a_cpu_column_say_how_to_add_one():
     rows = pd.DataFrame([{"arm": study.ARMS["A"], "category": "grid", "seed": 0}])
-    with pytest.raises(KeyError, match="no 'cpu' column.*record_cpu_types"):
+    with pytest.raises(KeyError, match="cross_type_pairs needs a 'cpu' column.*record_cpu_types"):
         study.cross_type_pairs(rows)
+
 
 def test_the_committed_windows_cover_every_study_record_one_machine_each():
     from atac.results import load_records
@@ -114,7 +114,7 @@ def test_comparisons_on_one_cpu_type_leave_out_the_mixed_pairs_only():
         recs += [_record("deviation", "grid", seed, 0.80), _record("atac", "grid", seed, 0.85 if seed < 3 else 0.50)]
         cpus += ["x", "x" if seed < 3 else "y"]
     frame = records_frame(recs)
-    with pytest.raises(KeyError, match="cpu"):
+    with pytest.raises(KeyError, match=r"comparisons\(one_cpu_type=True\) needs a 'cpu' column.*record_cpu_types"):
         study.comparisons(frame, one_cpu_type=True)
     frame["cpu"] = cpus
     every = study.comparisons(frame).set_index("comparison").iloc[[3]]
