@@ -157,6 +157,104 @@ def sigma_share(telemetry: pd.DataFrame) -> dict:
             "reading": "as predicted" if ok else "opposite to the prediction"}
 
 
+#: the comparison each hypothesis's registration predicts (the prefix of its ``comparison`` before
+#: the colon); H3 is read from all its comparisons (:func:`claim`), H5 from :func:`sigma_share`
+PRIMARY = {"H1": "C − B", "H2": "D − B", "H4": "(H − G) − (B − A)"}
+
+#: the lead each hypothesis tests, as the chapter names it
+LEADS = {"H1": "a shortcut in the loss", "H2": "two BatchNorm contexts",
+         "H4": "the lineage's rotation and batch mix", "H5": "σ's role in the crop"}
+
+_OUTCOME = {"as predicted": "supported", "opposite to the prediction": "refuted",
+            "not shown (interval includes 0)": "not shown", "not yet measured": "not yet measured"}
+
+
+def findings(verdicts: pd.DataFrame, h5: dict) -> dict[str, str]:
+    """Each hypothesis's outcome, read from its registered comparison (:data:`PRIMARY`) in
+    :func:`comparisons` and, for H5, from :func:`sigma_share`: ``{"H1": "supported", ...}`` with one
+    of supported / refuted / not shown / not yet measured. A two-sided comparison (no registered
+    direction) supports its hypothesis when its interval excludes 0. H3 is :func:`claim`."""
+    out = {}
+    for hyp, prefix in PRIMARY.items():
+        rows = verdicts[verdicts["comparison"].str.split(":").str[0] == prefix] if len(verdicts) else verdicts
+        reading = rows["reading"].iloc[0] if len(rows) else "not yet measured"
+        out[hyp] = "supported" if reading.startswith("a difference") else _OUTCOME[reading]
+    out["H5"] = _OUTCOME[h5["reading"]]
+    return out
+
+
+def claim(verdicts: pd.DataFrame) -> dict[str, list[str]]:
+    """H3, the paper's claim: the arms of step V compared with step III (B, C, D, E against A),
+    grouped by verdict: ``{"above": [...], "not distinguishable": [...], "below": [...],
+    "too few pairs": [...]}`` (arm letters; every key present). The claim is recovered when "above"
+    is not empty."""
+    out = {"above": [], "not distinguishable": [], "below": [], "too few pairs": []}
+    rows = verdicts[verdicts["hypothesis"] == "H3"] if len(verdicts) else verdicts
+    for _, r in rows.iterrows():
+        out[r["verdict"]].append(r["comparison"].split(" ")[0])
+    return out
+
+
+def margin_check(frame: pd.DataFrame, telemetry: pd.DataFrame, n_resamples: int = 10_000) -> dict:
+    """H1's registered telemetry prediction: the share of anomaly slots whose full-image score alone
+    meets the deviation loss's margin (``margin_met_full_anomalous``), at each run's last epoch, is
+    higher with the per-view loss (C) than in literal ATAC-Net (B). Paired C − B by class and seed
+    as :func:`comparisons` does; returns :func:`atac.stats.summarize_contrast`'s dict and
+    ``reading``.
+
+    Args:
+        frame: :func:`atac.frame.records_frame` of the study (``arm``, class fields, ``seed``,
+            ``split_id``).
+        telemetry: :func:`atac.frame.telemetry_frame` of the same records.
+    """
+    col = "margin_met_full_anomalous"
+    arms = [ARMS["C"], ARMS["B"]]
+    t = telemetry[telemetry["arm"].isin(arms)] if len(telemetry) else telemetry
+    if not len(t) or set(t["arm"]) != set(arms):
+        s = summarize_contrast(pd.DataFrame({"class": [], "diff": []}))
+        return {**s, "reading": _reading(s["verdict"], +1)}
+    keys = ["arm", "category", "seed"]
+    last = t[t["epoch"] == t.groupby(keys)["epoch"].transform("max")]
+    per_run = last.groupby(keys)[col].first().astype(float).reset_index()
+    runs = frame[frame["arm"].isin(arms)].merge(per_run, on=keys, how="inner")
+    s = summarize_contrast(contrast(runs, {ARMS["C"]: 1, ARMS["B"]: -1}, col), n_resamples=n_resamples)
+    return {**s, "reading": _reading(s["verdict"], +1)}
+
+
+def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
+    """What the zoomed view did to the test ranking of one arm's runs (``view_auroc``: the AUROC of
+    the full-image score against that of the final score; ``zoom_diagnostics``). Returns ``n``
+    (runs), the means over runs of ``zoom_rate_anomalous``, ``zoom_rate_normal``,
+    ``auroc_zoomed`` and ``auroc_unzoomed`` (anomalies of each kind against all normals; a run
+    without zoomed anomalies is left out of ``auroc_zoomed``), ``n_changed`` (runs whose final
+    AUROC differs from the full-image one), ``n_changed_normals_zoomed`` (of those, runs where some
+    normal test image was zoomed), ``mean_change`` and ``max_abs_change`` (final − full AUROC).
+    Every value is None, and ``n`` 0, when the arm has no run with ``view_auroc``."""
+    from .frame import arm_labels
+
+    labels = arm_labels([r.get("config") or {} for r in records]) if records else []
+    runs = [r for r, a in zip(records, labels) if a == arm and r.get("view_auroc")]
+    keys = ("zoom_rate_anomalous", "zoom_rate_normal", "auroc_zoomed", "auroc_unzoomed", "n_changed",
+            "n_changed_normals_zoomed", "mean_change", "max_abs_change")
+    if not runs:
+        return {"n": 0, **dict.fromkeys(keys)}
+    change = pd.Series([r["view_auroc"]["zoom"] - r["view_auroc"]["full"] for r in runs], dtype=float)
+    changed = (change.abs() > 1e-9).to_numpy()
+    diag = pd.DataFrame([r.get("zoom_diagnostics") or {} for r in runs])
+
+    def mean(values) -> float | None:
+        v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+        return float(v.mean()) if len(v) else None
+
+    return {"n": len(runs), "zoom_rate_anomalous": mean([r.get("zoom_rate_anomalous") for r in runs]),
+            "zoom_rate_normal": mean([r.get("zoom_rate_normal") for r in runs]),
+            "auroc_zoomed": mean(diag.get("auroc_zoomed_anomalies", [])),
+            "auroc_unzoomed": mean(diag.get("auroc_unzoomed_anomalies", [])),
+            "n_changed": int(changed.sum()),
+            "n_changed_normals_zoomed": sum(1 for r, c in zip(runs, changed) if c and (r.get("zoom_rate_normal") or 0) > 0),
+            "mean_change": float(change.mean()), "max_abs_change": float(change.abs().max())}
+
+
 #: the diagnostics a study run records (:func:`atac.frame.diagnostics_frame` columns) and their short,
 #: readable names in :func:`diagnostics_summary`
 DIAGNOSTIC_NAMES = {

@@ -122,3 +122,76 @@ def test_comparisons_on_one_cpu_type_leave_out_the_mixed_pairs_only():
     assert every.index[0].startswith("B − A")
     assert every["n"].item() == 4 and round(every["mean"].item(), 4) == round((3 * 0.05 - 0.30) / 4, 4)
     assert one["n"].item() == 3 and round(one["mean"].item(), 4) == 0.05 and one["verdict"].item() == "above"
+
+
+def _verdicts(readings):
+    """A comparisons() table with the given verdict per comparison prefix (others: not distinguishable)."""
+    rows = []
+    for hyp, what, _terms, sign in study.COMPARISONS:
+        v = readings.get(what.split(":")[0], "not distinguishable")
+        rows.append({"hypothesis": hyp, "comparison": what, "n": 18, "mean": 0.0, "ci_low": -0.01,
+                     "ci_high": 0.01, "verdict": v, "reading": study._reading(v, sign)})
+    return pd.DataFrame(rows)
+
+
+def test_findings_read_each_hypothesis_from_its_registered_comparison():
+    h5 = {"reading": "as predicted"}
+    v = _verdicts({"C − B": "above", "D − B": "below", "(H − G) − (B − A)": "below", "B − A": "below",
+                   "H − A": "above"})   # H − A is not H4's registered comparison: it does not decide H4
+    assert study.findings(v, h5) == {"H1": "supported", "H2": "refuted", "H4": "supported", "H5": "supported"}
+    v = _verdicts({"C − B": "below", "(D − F) − (B − A)": "above"})
+    assert study.findings(v, {"reading": "opposite to the prediction"}) == {
+        "H1": "refuted", "H2": "not shown", "H4": "not shown", "H5": "refuted"}
+    assert study.findings(pd.DataFrame(), {"reading": "not yet measured"}) == dict.fromkeys(
+        ("H1", "H2", "H4", "H5"), "not yet measured")
+
+
+def test_claim_groups_the_step_v_arms_against_step_iii_by_verdict():
+    v = _verdicts({"B − A": "below", "C − A": "above", "E − A": "below", "H − A": "above"})
+    assert study.claim(v) == {"above": ["C"], "not distinguishable": ["D"], "below": ["B", "E"],
+                              "too few pairs": []}
+    assert study.claim(pd.DataFrame())["above"] == []
+
+
+def _telemetry_record(method, category, seed, margin_last, **fields):
+    from test_stats import _record
+
+    r = _record(method, category, seed, 0.9, **fields)
+    r["train_telemetry"] = [{"epoch": 0, "margin_met_full_anomalous": 0.0},
+                            {"epoch": 1, "margin_met_full_anomalous": margin_last}]
+    return r
+
+
+def test_margin_check_pairs_the_last_epoch_of_c_and_b():
+    from atac.frame import records_frame, telemetry_frame
+
+    recs = []
+    for seed in range(4):   # C − B at the last epoch: +0.2 in every pair; epoch 0 (0 − 0) must not count
+        recs += [_telemetry_record("atac", "grid", seed, 0.5), _telemetry_record("atac", "grid", seed, 0.7,
+                                                                                  zoom_loss="per_view")]
+    m = study.margin_check(records_frame(recs), telemetry_frame(recs), n_resamples=200)
+    assert m["n"] == 4 and m["mean"] == pytest.approx(0.2) and m["n_positive"] == 4
+    assert m["verdict"] == "above" and m["reading"] == "as predicted"
+    only_b = recs[::2]
+    m = study.margin_check(records_frame(only_b), telemetry_frame(only_b))
+    assert m["n"] == 0 and m["reading"] == "not yet measured"
+
+
+def test_zoom_effect_counts_the_runs_whose_ranking_the_zoom_moved():
+    from test_stats import _record
+
+    recs = []
+    for seed, (full, zoom, normal_rate) in enumerate([(0.8, 0.8, 0.0), (0.7, 0.75, 0.2), (0.9, 0.88, 0.0)]):
+        r = _record("atac", "grid", seed, zoom)
+        r.update(view_auroc={"full": full, "zoom": zoom}, zoom_rate_normal=normal_rate,
+                 zoom_rate_anomalous=0.6, zoom_diagnostics={"auroc_zoomed_anomalies": 1.0 if seed else None,
+                                                            "auroc_unzoomed_anomalies": 0.6})
+        recs.append(r)
+    recs.append(_record("deviation", "grid", 0, 0.95))          # another arm: left out
+    e = study.zoom_effect(recs)
+    assert e["n"] == 3 and e["n_changed"] == 2 and e["n_changed_normals_zoomed"] == 1
+    assert e["mean_change"] == pytest.approx((0.05 - 0.02) / 3) and e["max_abs_change"] == pytest.approx(0.05)
+    assert e["auroc_zoomed"] == pytest.approx(1.0) and e["zoom_rate_normal"] == pytest.approx(0.2 / 3)
+    assert study.zoom_effect(recs[3:]) == {"n": 0, **dict.fromkeys(
+        ("zoom_rate_anomalous", "zoom_rate_normal", "auroc_zoomed", "auroc_unzoomed", "n_changed",
+         "n_changed_normals_zoomed", "mean_change", "max_abs_change"))}
