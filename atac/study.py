@@ -197,39 +197,58 @@ def claim(verdicts: pd.DataFrame) -> dict[str, list[str]]:
 
 def margin_check(frame: pd.DataFrame, telemetry: pd.DataFrame, n_resamples: int = 10_000) -> dict:
     """H1's registered telemetry prediction: the share of anomaly slots whose full-image score alone
-    meets the deviation loss's margin (``margin_met_full_anomalous``), at each run's last epoch, is
-    higher with the per-view loss (C) than in literal ATAC-Net (B). Paired C − B by class and seed
-    as :func:`comparisons` does; returns :func:`atac.stats.summarize_contrast`'s dict and
-    ``reading``.
+    meets the deviation loss's margin (``margin_met_full_anomalous``) is higher with the per-view
+    loss (C) than in literal ATAC-Net (B). The registration names no epoch; this reads each run's
+    last. Paired C − B by class and seed as :func:`comparisons` does.
 
     Args:
         frame: :func:`atac.frame.records_frame` of the study (``arm``, class fields, ``seed``,
             ``split_id``).
         telemetry: :func:`atac.frame.telemetry_frame` of the same records.
+
+    Returns:
+        :func:`atac.stats.summarize_contrast`'s dict, ``reading`` (against the predicted sign),
+        ``n_ties`` (pairs with C = B) and ``b_at_ceiling`` (B runs whose share is 1, where C
+        cannot be higher).
     """
     col = "margin_met_full_anomalous"
     arms = [ARMS["C"], ARMS["B"]]
     t = telemetry[telemetry["arm"].isin(arms)] if len(telemetry) else telemetry
     if not len(t) or set(t["arm"]) != set(arms):
         s = summarize_contrast(pd.DataFrame({"class": [], "diff": []}))
-        return {**s, "reading": _reading(s["verdict"], +1)}
-    keys = ["arm", "category", "seed"]
+        return {**s, "reading": _reading(s["verdict"], +1), "n_ties": 0, "b_at_ceiling": 0}
+    keys = ["arm", "dataset", "category", "shots", "setting", "seed"]
     last = t[t["epoch"] == t.groupby(keys)["epoch"].transform("max")]
     per_run = last.groupby(keys)[col].first().astype(float).reset_index()
     runs = frame[frame["arm"].isin(arms)].merge(per_run, on=keys, how="inner")
-    s = summarize_contrast(contrast(runs, {ARMS["C"]: 1, ARMS["B"]: -1}, col), n_resamples=n_resamples)
-    return {**s, "reading": _reading(s["verdict"], +1)}
+    values = contrast(runs, {ARMS["C"]: 1, ARMS["B"]: -1}, col)
+    s = summarize_contrast(values, n_resamples=n_resamples)
+    b = per_run[per_run["arm"] == ARMS["B"]][col]
+    return {**s, "reading": _reading(s["verdict"], +1), "n_ties": int((values["diff"].abs() < 1e-12).sum()),
+            "b_at_ceiling": int((b >= 1 - 1e-12).sum())}
+
+
+def full_image_auroc(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (:func:`atac.frame.records_frame`) with ``full_image_auroc``: the image AUROC of the
+    full-image score alone (``view_auroc_full`` for a zoom arm; ``image_auroc`` for an arm without
+    a zoom, whose score is the full image's), for :func:`atac.stats.contrast` with that metric."""
+    full = frame["view_auroc_full"] if "view_auroc_full" in frame else pd.Series(None, index=frame.index)
+    return frame.assign(full_image_auroc=pd.to_numeric(full, errors="coerce").fillna(frame["image_auroc"]))
 
 
 def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
-    """What the zoomed view did to the test ranking of one arm's runs (``view_auroc``: the AUROC of
-    the full-image score against that of the final score; ``zoom_diagnostics``). Returns ``n``
-    (runs), the means over runs of ``zoom_rate_anomalous``, ``zoom_rate_normal``,
-    ``auroc_zoomed`` and ``auroc_unzoomed`` (anomalies of each kind against all normals; a run
-    without zoomed anomalies is left out of ``auroc_zoomed``), ``n_changed`` (runs whose final
-    AUROC differs from the full-image one), ``n_changed_normals_zoomed`` (of those, runs where some
-    normal test image was zoomed), ``mean_change`` and ``max_abs_change`` (final − full AUROC).
-    Every value is None, and ``n`` 0, when the arm has no run with ``view_auroc``."""
+    """What the zoomed view did to the test ranking of one arm's runs: the final image AUROC
+    (``image_auroc``, of the mean of the full-image and crop scores) against that of the full-image
+    score alone (``view_auroc["full"]``), with the zoom rates and ``zoom_diagnostics``.
+
+    Returns:
+        ``n`` (runs with ``view_auroc``), the means over runs of ``zoom_rate_anomalous``,
+        ``zoom_rate_normal``, ``auroc_zoomed`` and ``auroc_unzoomed`` (final scores of each kind of
+        anomaly against all normals; None where no run has one), ``n_changed`` (runs whose final
+        AUROC differs from the full-image one), ``n_changed_normals_zoomed`` (of those, runs where
+        some normal test image was zoomed), ``mean_change`` and ``max_abs_change`` (final −
+        full-image AUROC). With ``n`` 0 every other value is None.
+    """
     from .frame import arm_labels
 
     labels = arm_labels([r.get("config") or {} for r in records]) if records else []
@@ -238,7 +257,7 @@ def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
             "n_changed_normals_zoomed", "mean_change", "max_abs_change")
     if not runs:
         return {"n": 0, **dict.fromkeys(keys)}
-    change = pd.Series([r["view_auroc"]["zoom"] - r["view_auroc"]["full"] for r in runs], dtype=float)
+    change = pd.Series([r["image_auroc"] - r["view_auroc"]["full"] for r in runs], dtype=float)
     changed = (change.abs() > 1e-9).to_numpy()
     diag = pd.DataFrame([r.get("zoom_diagnostics") or {} for r in runs])
 
@@ -253,7 +272,6 @@ def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
             "n_changed": int(changed.sum()),
             "n_changed_normals_zoomed": sum(1 for r, c in zip(runs, changed) if c and (r.get("zoom_rate_normal") or 0) > 0),
             "mean_change": float(change.mean()), "max_abs_change": float(change.abs().max())}
-
 
 #: the diagnostics a study run records (:func:`atac.frame.diagnostics_frame` columns) and their short,
 #: readable names in :func:`diagnostics_summary`

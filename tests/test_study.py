@@ -172,17 +172,24 @@ def test_margin_check_pairs_the_last_epoch_of_c_and_b():
     m = study.margin_check(records_frame(recs), telemetry_frame(recs), n_resamples=200)
     assert m["n"] == 4 and m["mean"] == pytest.approx(0.2) and m["n_positive"] == 4
     assert m["verdict"] == "above" and m["reading"] == "as predicted"
+    assert (m["n_ties"], m["b_at_ceiling"]) == (0, 0)
+    ceiling = [_telemetry_record("atac", "grid", 0, 1.0), _telemetry_record("atac", "grid", 0, 1.0, zoom_loss="per_view")]
+    m = study.margin_check(records_frame(ceiling), telemetry_frame(ceiling), n_resamples=200)
+    assert (m["n"], m["n_ties"], m["b_at_ceiling"]) == (1, 1, 1)
     only_b = recs[::2]
     m = study.margin_check(records_frame(only_b), telemetry_frame(only_b))
     assert m["n"] == 0 and m["reading"] == "not yet measured"
 
 
-def test_zoom_effect_counts_the_runs_whose_ranking_the_zoom_moved():
+def test_zoom_effect_sets_the_final_auroc_beside_the_full_image_one():
     from test_stats import _record
 
     recs = []
-    for seed, (full, zoom, normal_rate) in enumerate([(0.8, 0.8, 0.0), (0.7, 0.75, 0.2), (0.9, 0.88, 0.0)]):
-        r = _record("atac", "grid", seed, zoom)
+    # (full-image AUROC, crop-alone AUROC, final AUROC, normal zoom rate): the crop's own AUROC is
+    # not the final one and must not count
+    for seed, (full, zoom, final, normal_rate) in enumerate([(0.8, 0.6, 0.8, 0.0), (0.7, 0.9, 0.75, 0.2),
+                                                              (0.9, 0.9, 0.88, 0.0)]):
+        r = _record("atac", "grid", seed, final)
         r.update(view_auroc={"full": full, "zoom": zoom}, zoom_rate_normal=normal_rate,
                  zoom_rate_anomalous=0.6, zoom_diagnostics={"auroc_zoomed_anomalies": 1.0 if seed else None,
                                                             "auroc_unzoomed_anomalies": 0.6})
@@ -195,3 +202,15 @@ def test_zoom_effect_counts_the_runs_whose_ranking_the_zoom_moved():
     assert study.zoom_effect(recs[3:]) == {"n": 0, **dict.fromkeys(
         ("zoom_rate_anomalous", "zoom_rate_normal", "auroc_zoomed", "auroc_unzoomed", "n_changed",
          "n_changed_normals_zoomed", "mean_change", "max_abs_change"))}
+
+
+def test_full_image_auroc_is_the_full_view_of_a_zoom_arm_and_the_score_of_the_rest():
+    from test_stats import _record
+
+    from atac.frame import records_frame
+
+    zoom = _record("atac", "grid", 0, 0.85)
+    zoom["view_auroc"] = {"full": 0.80, "zoom": 0.95}
+    f = study.full_image_auroc(records_frame([zoom, _record("deviation", "grid", 0, 0.90)]))
+    assert f["full_image_auroc"].tolist() == pytest.approx([0.80, 0.90])
+    assert study.full_image_auroc(records_frame([_record()]))["full_image_auroc"].tolist() == [0.9]
