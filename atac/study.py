@@ -208,7 +208,7 @@ def margin_check(frame: pd.DataFrame, telemetry: pd.DataFrame, n_resamples: int 
 
     Returns:
         :func:`atac.stats.summarize_contrast`'s dict, ``reading`` (against the predicted sign),
-        ``n_ties`` (pairs with C = B) and ``b_at_ceiling`` (B runs whose share is 1, where C
+        ``n_ties`` (pairs with C = B) and ``b_at_ceiling`` (pairs whose B run's share is 1, where C
         cannot be higher).
     """
     col = "margin_met_full_anomalous"
@@ -223,17 +223,22 @@ def margin_check(frame: pd.DataFrame, telemetry: pd.DataFrame, n_resamples: int 
     runs = frame[frame["arm"].isin(arms)].merge(per_run, on=keys, how="inner")
     values = contrast(runs, {ARMS["C"]: 1, ARMS["B"]: -1}, col)
     s = summarize_contrast(values, n_resamples=n_resamples)
-    b = per_run[per_run["arm"] == ARMS["B"]][col]
+    paired = runs[runs["arm"] == ARMS["B"]].merge(values[["category", "seed"]], on=["category", "seed"])
     return {**s, "reading": _reading(s["verdict"], +1), "n_ties": int((values["diff"].abs() < 1e-12).sum()),
-            "b_at_ceiling": int((b >= 1 - 1e-12).sum())}
+            "b_at_ceiling": int((paired[col] >= 1 - 1e-12).sum())}
 
 
 def full_image_auroc(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (:func:`atac.frame.records_frame`) with ``full_image_auroc``: the image AUROC of the
-    full-image score alone (``view_auroc_full`` for a zoom arm; ``image_auroc`` for an arm without
-    a zoom, whose score is the full image's), for :func:`atac.stats.contrast` with that metric."""
+    full-image score alone (``view_auroc_full`` for a zoom method; ``image_auroc`` for a method
+    without a zoom, whose score is the full image's; NaN for a zoom run that recorded no
+    ``view_auroc``), for :func:`atac.stats.contrast` with that metric."""
+    from .methods import METHODS
+
     full = frame["view_auroc_full"] if "view_auroc_full" in frame else pd.Series(None, index=frame.index)
-    return frame.assign(full_image_auroc=pd.to_numeric(full, errors="coerce").fillna(frame["image_auroc"]))
+    full = pd.to_numeric(full, errors="coerce")
+    no_zoom = frame["method"].map(lambda m: m in METHODS and not METHODS[m].zoom)
+    return frame.assign(full_image_auroc=full.where(full.notna() | ~no_zoom, frame["image_auroc"]))
 
 
 def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
@@ -246,8 +251,9 @@ def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
         ``zoom_rate_normal``, ``auroc_zoomed`` and ``auroc_unzoomed`` (final scores of each kind of
         anomaly against all normals; None where no run has one), ``n_changed`` (runs whose final
         AUROC differs from the full-image one), ``n_changed_normals_zoomed`` (of those, runs where
-        some normal test image was zoomed), ``mean_change`` and ``max_abs_change`` (final −
-        full-image AUROC). With ``n`` 0 every other value is None.
+        some normal test image was zoomed; None where no changed run recorded its zoom rate),
+        ``mean_change`` (over all ``n`` runs) and ``max_abs_change`` (final − full-image AUROC).
+        With ``n`` 0 every other value is None.
     """
     from .frame import arm_labels
 
@@ -260,6 +266,7 @@ def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
     change = pd.Series([r["image_auroc"] - r["view_auroc"]["full"] for r in runs], dtype=float)
     changed = (change.abs() > 1e-9).to_numpy()
     diag = pd.DataFrame([r.get("zoom_diagnostics") or {} for r in runs])
+    known = [r for r, c in zip(runs, changed) if c and r.get("zoom_rate_normal") is not None]
 
     def mean(values) -> float | None:
         v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
@@ -270,7 +277,7 @@ def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
             "auroc_zoomed": mean(diag.get("auroc_zoomed_anomalies", [])),
             "auroc_unzoomed": mean(diag.get("auroc_unzoomed_anomalies", [])),
             "n_changed": int(changed.sum()),
-            "n_changed_normals_zoomed": sum(1 for r, c in zip(runs, changed) if c and (r.get("zoom_rate_normal") or 0) > 0),
+            "n_changed_normals_zoomed": (sum(1 for r in known if r["zoom_rate_normal"] > 0) if known else None),
             "mean_change": float(change.mean()), "max_abs_change": float(change.abs().max())}
 
 #: the diagnostics a study run records (:func:`atac.frame.diagnostics_frame` columns) and their short,

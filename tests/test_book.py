@@ -1026,5 +1026,5 @@ def test_zoom_study_chapter_states_the_verdicts_from_the_results(tmp_path, synth
     assert "not settled until the study is complete" in glued["claim"]      # interim: no final claim
     assert glued["findings"].startswith("So far (**interim**, 12 of the 144 registered runs)")
     assert glued["why"] == "The study does not yet say why (interim)."
-    assert glued["zoom_effect"].startswith("In literal ATAC-Net's 4 runs")
+    assert glued["zoom_effect"].startswith("So far (**interim**): In literal ATAC-Net's 4 runs")
     assert len([o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]) >= 3

@@ -214,3 +214,5 @@ def test_full_image_auroc_is_the_full_view_of_a_zoom_arm_and_the_score_of_the_re
     f = study.full_image_auroc(records_frame([zoom, _record("deviation", "grid", 0, 0.90)]))
     assert f["full_image_auroc"].tolist() == pytest.approx([0.80, 0.90])
     assert study.full_image_auroc(records_frame([_record()]))["full_image_auroc"].tolist() == [0.9]
+    # a zoom run without view_auroc has no full-image AUROC: NaN, not its final one
+    assert study.full_image_auroc(records_frame([_record("atac")]))["full_image_auroc"].isna().all()
