@@ -181,8 +181,9 @@ DIAGNOSTIC_COLUMNS = ("auroc_zoomed_anomalies", "auroc_unzoomed_anomalies", "box
 def diagnostics_frame(records: list[dict]) -> pd.DataFrame:
     """The zoom runs' test diagnostics, one row per run (``zoom_diagnostics`` flattened with dots:
     ``box_coverage.mean``, ``forced_zoom.auroc_crop_vs_full``, ``batchnorm.spearman_vs_recorded``, ...)
-    beside ``arm``, the class fields, ``seed``, ``image_auroc``, ``zoom_rate_normal`` and
-    ``zoom_rate_anomalous``; runs without diagnostics are left out."""
+    beside ``arm``, the class fields, ``seed``, ``image_auroc``, ``zoom_rate_normal``,
+    ``zoom_rate_anomalous`` and ``view_auroc_full`` (the full-image score's AUROC); runs without
+    diagnostics are left out."""
     labels = arm_labels([r.get("config") or {} for r in records]) if records else []
     rows = []
     for r, arm in zip(records, labels):
@@ -192,7 +193,8 @@ def diagnostics_frame(records: list[dict]) -> pd.DataFrame:
         flat = {k: v for k, v in pd.json_normalize(diag).iloc[0].to_dict().items()
                 if not isinstance(v, dict) and not (k in ("forced_zoom", "batchnorm") and v is None)}
         rows.append({"arm": arm, **{k: r.get(k) for k in (*CLASS_FIELDS, "seed", "image_auroc",
-                                                          "zoom_rate_normal", "zoom_rate_anomalous")}, **flat})
+                                                          "zoom_rate_normal", "zoom_rate_anomalous")},
+                     "view_auroc_full": (r.get("view_auroc") or {}).get("full"), **flat})
     out = pd.DataFrame(rows)
     for col in DIAGNOSTIC_COLUMNS:   # a probe that could not run (no zoomed anomaly) is NaN
         if col not in out:

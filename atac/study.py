@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .methods import METHODS
 from .results import cpu_type
 from .stats import contrast, interval_text, summarize_contrast, t_check_text
 
@@ -140,6 +141,11 @@ def completeness(frame: pd.DataFrame, classes: int = CLASSES, seeds: int = SEEDS
     return pd.DataFrame(rows)
 
 
+def _last_epoch(telemetry: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows of :func:`atac.frame.telemetry_frame` at each run's (``keys``) last epoch."""
+    return telemetry[telemetry["epoch"] == telemetry.groupby(keys)["epoch"].transform("max")]
+
+
 def sigma_share(telemetry: pd.DataFrame) -> dict:
     """H5 from :func:`atac.frame.telemetry_frame`: σ's share of the crop map at the last epoch of each
     literal ATAC-Net run (arm B): ``n`` runs, ``max``, ``median`` and ``reading`` (all under
@@ -147,8 +153,7 @@ def sigma_share(telemetry: pd.DataFrame) -> dict:
     t = telemetry[telemetry["arm"] == ARMS["B"]] if len(telemetry) else telemetry
     if not len(t):
         return {"n": 0, "max": None, "median": None, "reading": "not yet measured"}
-    last = t[t["epoch"] == t.groupby(["category", "seed"])["epoch"].transform("max")]
-    per_run = last.groupby(["category", "seed"])["sigma_share_crop_map"].first().astype(float)
+    per_run = _last_epoch(t, ["category", "seed"]).groupby(["category", "seed"])["sigma_share_crop_map"].first().astype(float)
     per_run = per_run.dropna()
     if not len(per_run):
         return {"n": 0, "max": None, "median": None, "reading": "not yet measured"}
@@ -169,6 +174,13 @@ _OUTCOME = {"as predicted": "supported", "opposite to the prediction": "refuted"
             "not shown (interval includes 0)": "not shown", "not yet measured": "not yet measured"}
 
 
+def comparison_row(verdicts: pd.DataFrame, prefix: str) -> pd.Series | None:
+    """The row of :func:`comparisons` whose comparison starts with ``prefix`` (its text before the
+    colon, e.g. ``"C − B"``), or None when there is none or it has no pairs."""
+    rows = verdicts[verdicts["comparison"].str.split(":").str[0] == prefix] if len(verdicts) else verdicts
+    return rows.iloc[0] if len(rows) and rows["n"].iloc[0] else None
+
+
 def findings(verdicts: pd.DataFrame, h5: dict) -> dict[str, str]:
     """Each hypothesis's outcome, read from its registered comparison (:data:`PRIMARY`) in
     :func:`comparisons` and, for H5, from :func:`sigma_share`: ``{"H1": "supported", ...}`` with one
@@ -176,8 +188,8 @@ def findings(verdicts: pd.DataFrame, h5: dict) -> dict[str, str]:
     direction) supports its hypothesis when its interval excludes 0. H3 is :func:`claim`."""
     out = {}
     for hyp, prefix in PRIMARY.items():
-        rows = verdicts[verdicts["comparison"].str.split(":").str[0] == prefix] if len(verdicts) else verdicts
-        reading = rows["reading"].iloc[0] if len(rows) else "not yet measured"
+        row = comparison_row(verdicts, prefix)
+        reading = "not yet measured" if row is None else row["reading"]
         out[hyp] = "supported" if reading.startswith("a difference") else _OUTCOME[reading]
     out["H5"] = _OUTCOME[h5["reading"]]
     return out
@@ -218,8 +230,7 @@ def margin_check(frame: pd.DataFrame, telemetry: pd.DataFrame, n_resamples: int 
         s = summarize_contrast(pd.DataFrame({"class": [], "diff": []}))
         return {**s, "reading": _reading(s["verdict"], +1), "n_ties": 0, "b_at_ceiling": 0}
     keys = ["arm", "dataset", "category", "shots", "setting", "seed"]
-    last = t[t["epoch"] == t.groupby(keys)["epoch"].transform("max")]
-    per_run = last.groupby(keys)[col].first().astype(float).reset_index()
+    per_run = _last_epoch(t, keys).groupby(keys)[col].first().astype(float).reset_index()
     runs = frame[frame["arm"].isin(arms)].merge(per_run, on=keys, how="inner")
     values = contrast(runs, {ARMS["C"]: 1, ARMS["B"]: -1}, col)
     s = summarize_contrast(values, n_resamples=n_resamples)
@@ -233,51 +244,46 @@ def full_image_auroc(frame: pd.DataFrame) -> pd.DataFrame:
     full-image score alone (``view_auroc_full`` for a zoom method; ``image_auroc`` for a method
     without a zoom, whose score is the full image's; NaN for a zoom run that recorded no
     ``view_auroc``), for :func:`atac.stats.contrast` with that metric."""
-    from .methods import METHODS
-
     full = frame["view_auroc_full"] if "view_auroc_full" in frame else pd.Series(None, index=frame.index)
     full = pd.to_numeric(full, errors="coerce")
     no_zoom = frame["method"].map(lambda m: m in METHODS and not METHODS[m].zoom)
     return frame.assign(full_image_auroc=full.where(full.notna() | ~no_zoom, frame["image_auroc"]))
 
 
-def zoom_effect(records: list[dict], arm: str = ARMS["B"]) -> dict:
+def zoom_effect(diagnostics: pd.DataFrame, arm: str = ARMS["B"]) -> dict:
     """What the zoomed view did to the test ranking of one arm's runs: the final image AUROC
     (``image_auroc``, of the mean of the full-image and crop scores) against that of the full-image
-    score alone (``view_auroc["full"]``), with the zoom rates and ``zoom_diagnostics``.
+    score alone (``view_auroc_full``), with the zoom rates and the zoomed/unzoomed AUROCs.
+
+    Args:
+        diagnostics: :func:`atac.frame.diagnostics_frame` (one row per zoom run).
 
     Returns:
-        ``n`` (runs with ``view_auroc``), the means over runs of ``zoom_rate_anomalous``,
-        ``zoom_rate_normal``, ``auroc_zoomed`` and ``auroc_unzoomed`` (final scores of each kind of
-        anomaly against all normals; None where no run has one), ``n_changed`` (runs whose final
-        AUROC differs from the full-image one), ``n_changed_normals_zoomed`` (of those, runs where
-        some normal test image was zoomed; None where no changed run recorded its zoom rate),
-        ``mean_change`` (over all ``n`` runs) and ``max_abs_change`` (final − full-image AUROC).
-        With ``n`` 0 every other value is None.
+        ``n`` (the arm's runs with ``view_auroc_full``), the means over runs of
+        ``zoom_rate_anomalous``, ``zoom_rate_normal``, ``auroc_zoomed`` and ``auroc_unzoomed``
+        (final scores of each kind of anomaly against all normals; None where no run has one),
+        ``n_changed`` (runs whose final AUROC differs from the full-image one),
+        ``n_changed_normals_zoomed`` (of those, runs where some normal test image was zoomed; None
+        where no changed run recorded its zoom rate), ``mean_change`` (over all ``n`` runs) and
+        ``max_abs_change`` (final − full-image AUROC). With ``n`` 0 every other value is None.
     """
-    from .frame import arm_labels
-
-    labels = arm_labels([r.get("config") or {} for r in records]) if records else []
-    runs = [r for r, a in zip(records, labels) if a == arm and r.get("view_auroc")]
     keys = ("zoom_rate_anomalous", "zoom_rate_normal", "auroc_zoomed", "auroc_unzoomed", "n_changed",
             "n_changed_normals_zoomed", "mean_change", "max_abs_change")
-    if not runs:
+    d = diagnostics[(diagnostics["arm"] == arm) & diagnostics["view_auroc_full"].notna()] if len(diagnostics) else diagnostics
+    if not len(d):
         return {"n": 0, **dict.fromkeys(keys)}
-    change = pd.Series([r["image_auroc"] - r["view_auroc"]["full"] for r in runs], dtype=float)
-    changed = (change.abs() > 1e-9).to_numpy()
-    diag = pd.DataFrame([r.get("zoom_diagnostics") or {} for r in runs])
-    known = [r for r, c in zip(runs, changed) if c and r.get("zoom_rate_normal") is not None]
+    change = d["image_auroc"].astype(float) - d["view_auroc_full"].astype(float)
+    changed = change.abs() > 1e-9
+    normal_rate = pd.to_numeric(d["zoom_rate_normal"], errors="coerce")
+    known = normal_rate[changed].dropna()
 
-    def mean(values) -> float | None:
-        v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+    def mean(column: str) -> float | None:
+        v = pd.to_numeric(d[column], errors="coerce").dropna()
         return float(v.mean()) if len(v) else None
 
-    return {"n": len(runs), "zoom_rate_anomalous": mean([r.get("zoom_rate_anomalous") for r in runs]),
-            "zoom_rate_normal": mean([r.get("zoom_rate_normal") for r in runs]),
-            "auroc_zoomed": mean(diag.get("auroc_zoomed_anomalies", [])),
-            "auroc_unzoomed": mean(diag.get("auroc_unzoomed_anomalies", [])),
-            "n_changed": int(changed.sum()),
-            "n_changed_normals_zoomed": (sum(1 for r in known if r["zoom_rate_normal"] > 0) if known else None),
+    return {"n": len(d), "zoom_rate_anomalous": mean("zoom_rate_anomalous"), "zoom_rate_normal": mean("zoom_rate_normal"),
+            "auroc_zoomed": mean("auroc_zoomed_anomalies"), "auroc_unzoomed": mean("auroc_unzoomed_anomalies"),
+            "n_changed": int(changed.sum()), "n_changed_normals_zoomed": int((known > 0).sum()) if len(known) else None,
             "mean_change": float(change.mean()), "max_abs_change": float(change.abs().max())}
 
 #: the diagnostics a study run records (:func:`atac.frame.diagnostics_frame` columns) and their short,

@@ -184,6 +184,8 @@ def test_margin_check_pairs_the_last_epoch_of_c_and_b():
 def test_zoom_effect_sets_the_final_auroc_beside_the_full_image_one():
     from test_stats import _record
 
+    from atac.frame import diagnostics_frame
+
     recs = []
     # (full-image AUROC, crop-alone AUROC, final AUROC, normal zoom rate): the crop's own AUROC is
     # not the final one and must not count
@@ -195,11 +197,13 @@ def test_zoom_effect_sets_the_final_auroc_beside_the_full_image_one():
                                                             "auroc_unzoomed_anomalies": 0.6})
         recs.append(r)
     recs.append(_record("deviation", "grid", 0, 0.95))          # another arm: left out
-    e = study.zoom_effect(recs)
+    e = study.zoom_effect(diagnostics_frame(recs))
     assert e["n"] == 3 and e["n_changed"] == 2 and e["n_changed_normals_zoomed"] == 1
     assert e["mean_change"] == pytest.approx((0.05 - 0.02) / 3) and e["max_abs_change"] == pytest.approx(0.05)
     assert e["auroc_zoomed"] == pytest.approx(1.0) and e["zoom_rate_normal"] == pytest.approx(0.2 / 3)
-    assert study.zoom_effect(recs[3:]) == {"n": 0, **dict.fromkeys(
+    unknown = [{**r, "zoom_rate_normal": None} for r in recs]     # a rate not recorded is not a zero
+    assert study.zoom_effect(diagnostics_frame(unknown))["n_changed_normals_zoomed"] is None
+    assert study.zoom_effect(diagnostics_frame(recs[3:])) == {"n": 0, **dict.fromkeys(
         ("zoom_rate_anomalous", "zoom_rate_normal", "auroc_zoomed", "auroc_unzoomed", "n_changed",
          "n_changed_normals_zoomed", "mean_change", "max_abs_change"))}
 
